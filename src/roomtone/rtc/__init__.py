@@ -1,0 +1,1 @@
+"""LiveKit-compatible signalling, tokens and grants, WebRTC transports (aiortc)."""

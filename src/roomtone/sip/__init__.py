@@ -1,0 +1,1 @@
+"""SIP: sans-IO messages, transactions, dialogs, digest auth and SDP; asyncio transports as adapters."""

@@ -1,0 +1,1 @@
+"""SIP participants in rooms: trunks, dispatch rules, outbound calls, DTMF relay."""
