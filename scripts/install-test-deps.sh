@@ -22,8 +22,10 @@ if [ "${ROOMTONE_SKIP_APT:-}" != 1 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --upgrade pip
-python3 -m pip install -q -e '.[dev]'
+# A virtualenv inside the checkout keeps test runs of different clones apart.
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
 
 if [ -f tests/js/package.json ]; then
   (cd tests/js && npm install --no-audit --no-fund --loglevel=error)
