@@ -1,0 +1,80 @@
+"""Tone suppression: mute DTMF spans in the received audio handed onward (to a room, to STT).
+
+Speech recognisers transcribe DTMF beeps as noise words, so a call can mute each key press in the
+audio it passes on. Positions are absolute sample indices of the decoded stream.
+
+* RFC 4733 events say where a press starts in the RTP clock before its audio leaves the jitter
+  buffer, so their spans can be muted with no extra delay.
+* The in-band detector knows a tone only after hearing tens of milliseconds of it. To mute from the
+  onset, the onward audio is delayed by ``delay_samples`` (default 40 ms at the call's rate); a
+  shorter delay lets the first part of each tone through, and 0 disables the delay line.
+
+``margin_samples`` widens every span at both ends (default 10 ms) to take the tone's edges too.
+Muting ramps over a few samples to avoid clicks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+_RAMP = 16
+
+
+class ToneSuppressor:
+    def __init__(self, delay_samples: int = 320, margin_samples: int = 80) -> None:
+        if delay_samples < 0 or margin_samples < 0:
+            raise ValueError("delay and margin must be >= 0")
+        self.delay_samples = delay_samples
+        self.margin_samples = margin_samples
+        self._spans: deque[list[int | None]] = deque()  # [start, end or None while open]
+        self._pending = np.zeros(delay_samples, dtype=np.int16)  # the delay line
+        self._out_pos = -delay_samples  # sample index of the next sample handed onward
+        self.muted_samples = 0
+
+    def mute(self, start: int, end: int | None = None) -> None:
+        """Mute ``[start, end)`` (end None: until :meth:`close`)."""
+        self._spans.append([max(0, start - self.margin_samples),
+                            None if end is None else end + self.margin_samples])
+
+    def close(self, start: int, end: int) -> None:
+        """End the open span that began at ``start`` (or add the span if none is open)."""
+        lo = max(0, start - self.margin_samples)
+        for span in self._spans:
+            if span[1] is None and abs((span[0] or 0) - lo) <= 4 * self.margin_samples + 1:
+                span[1] = end + self.margin_samples
+                return
+        self.mute(start, end)
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Push ``len(frame)`` new samples; get as many delayed samples back, tones muted."""
+        n = len(frame)
+        if self.delay_samples:
+            joined = np.concatenate((self._pending, frame.astype(np.int16, copy=False)))
+            out = joined[:n].copy()
+            self._pending = joined[n:]
+        else:
+            out = frame.astype(np.int16, copy=True)
+        lo, hi = self._out_pos, self._out_pos + n
+        self._out_pos = hi
+        spans = self._spans
+        for span in spans:
+            s, e = span[0] or 0, span[1]
+            if s >= hi or (e is not None and e <= lo):
+                continue
+            a = max(s, lo) - lo
+            b = n if e is None else min(e, hi) - lo
+            if b > a:
+                out[a:b] = 0
+                self.muted_samples += b - a
+                # short fades at the edges of the muted span to avoid clicks
+                if a >= 1 and s > lo:
+                    k = min(_RAMP, a)
+                    out[a - k:a] = (out[a - k:a] * np.linspace(1.0, 0.0, k)).astype(np.int16)
+                if e is not None and e < hi:
+                    k = min(_RAMP, n - b)
+                    out[b:b + k] = (out[b:b + k] * np.linspace(0.0, 1.0, k)).astype(np.int16)
+        while spans and spans[0][1] is not None and spans[0][1] <= hi:
+            spans.popleft()
+        return out

@@ -1,0 +1,116 @@
+"""Jitter buffer: reordering, loss concealment, late and duplicate packets, re-basing."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from roomtone.media.jitter import JitterBuffer
+
+FRAME = 160  # 20 ms at 8 kHz
+
+
+def feed_all(jb: JitterBuffer, arrivals: list[tuple[float, int]], until: float) -> list:
+    """arrivals: (time, frame index). Pops every 20 ms like the media tick does."""
+    out = []
+    arrivals = sorted(arrivals)
+    t = 0.0
+    i = 0
+    while t <= until:
+        while i < len(arrivals) and arrivals[i][0] <= t:
+            at, idx = arrivals[i]
+            jb.push((1000 + idx * FRAME) & 0xFFFFFFFF, bytes([idx % 256]) * FRAME, at, FRAME, sequence=idx)
+            i += 1
+        out.extend(jb.pop(t))
+        t = round(t + 0.005, 6)
+    return out
+
+
+def test_in_order_stream_comes_out_unchanged_after_the_delay():
+    jb = JitterBuffer(delay=0.06)
+    jb.push(1000, b"a" * FRAME, 0.0, FRAME)
+    assert jb.pop(0.059) == []
+    frames = jb.pop(0.06)
+    assert [f.payload for f in frames] == [b"a" * FRAME]
+
+
+def test_reordered_and_jittered_packets_play_in_order_without_loss():
+    rng = random.Random(7)
+    arrivals = [(i * 0.02 + rng.uniform(0, 0.04), i) for i in range(100)]
+    out = feed_all(JitterBuffer(delay=0.06), arrivals, until=2.5)
+    assert [f.sequence for f in out] == list(range(100))
+    assert all(f.payload is not None for f in out)
+
+
+def test_lost_packets_come_out_as_concealment_slots_keeping_position():
+    arrivals = [(i * 0.02, i) for i in range(20) if i not in (5, 6, 12)]
+    jb = JitterBuffer(delay=0.04)
+    out = feed_all(jb, arrivals, until=1.0)
+    assert len(out) == 20
+    lost = [i for i, f in enumerate(out) if f.payload is None]
+    assert lost == [5, 6, 12]
+    assert [f.timestamp for f in out] == [1000 + i * FRAME for i in range(20)]
+    assert jb.stats.lost == 3
+
+
+def test_late_and_duplicate_packets_are_dropped_and_counted():
+    jb = JitterBuffer(delay=0.02)
+    jb.push(1000, b"x" * FRAME, 0.0, FRAME)
+    jb.push(1000 + FRAME, b"y" * FRAME, 0.02, FRAME)
+    jb.push(1000 + FRAME, b"y" * FRAME, 0.021, FRAME)
+    assert jb.stats.duplicate == 1
+    jb.push(1000 + 2 * FRAME, b"z" * FRAME, 0.04, FRAME)
+    assert len(jb.pop(0.1)) == 3
+    jb.push(1000 + FRAME, b"y" * FRAME, 0.1, FRAME)  # already played
+    assert jb.stats.late == 1
+    assert jb.pop(0.2) == []
+
+
+def test_timestamp_wraparound_keeps_order():
+    jb = JitterBuffer(delay=0.04)
+    start = (1 << 32) - 2 * FRAME
+    order = [0, 2, 1, 3, 4]
+    for n, i in enumerate(order):
+        jb.push((start + i * FRAME) & 0xFFFFFFFF, bytes([i]) * FRAME, n * 0.02, FRAME)
+    out = jb.pop(1.0)
+    assert [f.payload[0] for f in out if f.payload] == [0, 1, 2, 3, 4]
+
+
+def test_timestamp_jump_rebases_instead_of_waiting_forever():
+    jb = JitterBuffer(delay=0.04)
+    jb.push(1000, b"a" * FRAME, 0.0, FRAME)
+    assert len(jb.pop(0.1)) == 1
+    jb.push(900_000, b"b" * FRAME, 5.0, FRAME)  # new talk spurt far ahead
+    assert jb.stats.resyncs == 1
+    assert [f.payload for f in jb.pop(5.04)] == [b"b" * FRAME]
+
+
+def test_underrun_rebuilds_the_cushion():
+    jb = JitterBuffer(delay=0.04)
+    jb.push(1000, b"a" * FRAME, 0.0, FRAME)
+    jb.pop(0.04)
+    # the next frame was due at 0.06 but arrives at 0.3 into an empty buffer
+    jb.push(1000 + FRAME, b"b" * FRAME, 0.3, FRAME)
+    assert jb.pop(0.31) == []
+    assert [f.payload for f in jb.pop(0.34)] == [b"b" * FRAME]
+
+
+def test_a_sender_running_fast_is_trimmed_to_max_delay():
+    jb = JitterBuffer(delay=0.04, max_delay=0.2)
+    for i in range(100):  # 2 s of audio arriving at once
+        jb.push(1000 + i * FRAME, b"a" * FRAME, 0.0, FRAME)
+    assert jb.stats.overflow_dropped > 0
+    assert len(jb) * 0.02 <= 0.2 + 0.04
+
+
+def test_ssrc_change_restarts():
+    jb = JitterBuffer(delay=0.02)
+    jb.push(1000, b"a" * FRAME, 0.0, FRAME, ssrc=1)
+    jb.push(77, b"b" * FRAME, 0.01, FRAME, ssrc=2)
+    assert [f.payload for f in jb.pop(1.0)] == [b"b" * FRAME]
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError):
+        JitterBuffer(delay=1.0, max_delay=0.5)
