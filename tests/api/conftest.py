@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from roomtone.api import install
+from roomtone.rooms import RoomManager
 from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.service import Telephony
 
@@ -45,11 +46,13 @@ async def start_server(app: web.Application) -> TestServer:
 async def api_server(tmp_path: Path) -> AsyncIterator[ApiServer]:
     db = tmp_path / "telephony.sqlite"
     telephony = Telephony.open(db)
+    rooms = RoomManager()
     app = web.Application()
-    install(app, verifier=TokenVerifier({API_KEY: API_SECRET}), telephony=telephony)
+    install(app, verifier=TokenVerifier({API_KEY: API_SECRET}), rooms=rooms, telephony=telephony)
     server = await start_server(app)
     try:
-        yield ApiServer(url=f"http://127.0.0.1:{server.port}", telephony=telephony, db_path=db)
+        yield ApiServer(url=f"http://127.0.0.1:{server.port}", telephony=telephony, db_path=db, rooms=rooms)
     finally:
         await server.close()
+        await rooms.close()
         telephony.close()
