@@ -84,14 +84,16 @@ class PeerError(AssertionError):
 class Peer:
     """One SDK participant process; see the module docstring."""
 
-    def __init__(self, ns: Netns, kind: str, url: str, token: str, *, label: str = "") -> None:
+    def __init__(
+        self, ns: Netns, kind: str, url: str, token: str, *, label: str = "", env: dict[str, str] | None = None
+    ) -> None:
         self.kind = kind
         self.label = label or kind
         self.events: list[Event] = []
         self._new: queue.Queue[Event | None] = queue.Queue()
         self._stderr: list[str] = []
         self._lock = threading.Lock()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_NO_WARNINGS="1")
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_NO_WARNINGS="1", **(env or {}))
         self.proc = ns.popen(
             peer_command(kind, url, token),
             cwd=str(REPO),
@@ -100,7 +102,7 @@ class Peer:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            env=env,
+            env=full_env,
         )
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -237,3 +239,108 @@ class Peer:
 def received(events: list[Event]) -> list[tuple[int, str, str | None]]:
     """(code, digit, sender identity) of each DTMF event, in arrival order."""
     return [(int(e["code"]), str(e["digit"]), e.get("from")) for e in events]
+
+
+# -- servers -----------------------------------------------------------------------------------
+API_KEY = "interopkey"
+API_SECRET = "interop-secret-0123456789abcdef0123456789"  # LiveKit wants >= 32 characters
+
+#: Path of a locally built livekit-server binary. When set, the interop tests run against it
+#: instead of roomtone: a check of the tests themselves (they must pass against the real thing).
+ANCHOR_ENV = "ROOMTONE_INTEROP_ANCHOR"
+
+
+class RoomServer:
+    """Where the peers connect: ``url`` plus a token minter for this server's keys."""
+
+    def __init__(self, url: str, name: str, log: Callable[[], str], peer_env: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.name = name
+        self.log = log
+        #: extra environment for peers talking to this server
+        self.peer_env = peer_env or {}
+
+    def token(self, identity: str, room: str, **grants: Any) -> str:
+        from roomtone.rtc.tokens import make_token
+
+        return make_token(API_KEY, API_SECRET, identity, video={"roomJoin": True, "room": room, **grants})
+
+
+def start_roomtone(ns: Netns, port: int = 7880) -> RoomServer:
+    srv = ns.start_server(keys={API_KEY: API_SECRET}, port=port)
+    return RoomServer(srv.url, "roomtone", srv.log)
+
+
+def start_livekit_server(ns: Netns, binary: str, port: int = 7880, ready_timeout: float = 30) -> RoomServer:
+    """The real livekit-server (built locally, never fetched by CI) inside ``ns``.
+
+    It is ICE-lite, so it cannot learn Chromium's address from incoming checks the way aiortc
+    does; Chromium only gathers candidates when the namespace has a default route and mDNS
+    hiding is off. The route stays inside the namespace (it points at the other veth end).
+    """
+    ns.run(["ip", "route", "replace", "default", "via", ns.addresses[1], "dev", "va"], check=True)
+    log_path = ns.tmp_path(f"livekit-server-{port}.log")
+    with open(log_path, "wb") as out:
+        proc = ns.popen(
+            [binary, "--bind", "127.0.0.1", "--node-ip", ns.addresses[0], "--keys", f"{API_KEY}: {API_SECRET}"]
+            + (["--config-body", f"port: {port}\nrtc:\n  udp_port: {port + 2}\n"] if port != 7880 else []),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"livekit-server exited with {proc.returncode}:\n{log()}")
+        status, _ = ns.http_get(f"http://127.0.0.1:{port}/", timeout=2)
+        if status:
+            chromium_flags = {"CHROMIUM_EXTRA_FLAGS": "--disable-features=WebRtcHideLocalIpsWithMdns"}
+            return RoomServer(f"ws://127.0.0.1:{port}", "livekit-server", log, chromium_flags)
+        time.sleep(0.2)
+    raise RuntimeError(f"livekit-server did not answer within {ready_timeout} s:\n{log()}")
+
+
+def start_server_under_test(ns: Netns) -> RoomServer:
+    """roomtone, or the livekit-server named by ``$ROOMTONE_INTEROP_ANCHOR``."""
+    anchor = os.environ.get(ANCHOR_ENV)
+    if anchor:
+        return start_livekit_server(ns, anchor)
+    return start_roomtone(ns)
+
+
+def exchange_all_tones(ns: Netns, server: RoomServer, kind: str, room: str) -> None:
+    """The interop check every SDK test makes against a Python ``livekit`` participant.
+
+    ``kind`` joins as ``<kind>-peer``, the Python SDK as ``python-peer``. Each side publishes all
+    16 keys and flash; the other must receive every one with the right code, digit and sender
+    identity, in order, and nothing else (no echo to the sender).
+    """
+    sdk_id, py_id = f"{kind}-peer", "python-peer"
+    sdk = Peer(ns, kind, server.url, server.token(sdk_id, room), label=sdk_id, env=server.peer_env)
+    py = Peer(ns, "python", server.url, server.token(py_id, room), label=py_id, env=server.peer_env)
+    try:
+        assert sdk.wait_connected(60)["identity"] == sdk_id
+        assert py.wait_connected(60)["identity"] == py_id
+        sdk.wait_sees(py_id)
+        py.wait_sees(sdk_id)
+
+        sdk.send_dtmf(ALL_TONES)
+        got = received(py.wait_dtmf(len(ALL_TONES)))
+        assert got == [(code, digit, sdk_id) for code, digit in ALL_TONES], f"{kind} -> python\n{py.output()}"
+
+        py.send_dtmf(ALL_TONES)
+        got = received(sdk.wait_dtmf(len(ALL_TONES)))
+        assert got == [(code, digit, py_id) for code, digit in ALL_TONES], f"python -> {kind}\n{sdk.output()}"
+
+        # Nothing echoed back to a sender, and nothing extra arrived late.
+        time.sleep(0.5)
+        assert len(py.dtmf_events()) == len(ALL_TONES), py.output()
+        assert len(sdk.dtmf_events()) == len(ALL_TONES), sdk.output()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- {server.name} log (tail):\n{server.log()[-3000:]}") from None
+    finally:
+        assert sdk.close() is not None
+        assert py.close() is not None

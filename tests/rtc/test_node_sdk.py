@@ -1,0 +1,24 @@
+"""Interop: @livekit/rtc-node (Node) and the Python ``livekit`` SDK exchange DTMF through roomtone.
+
+The node peer sends with ``localParticipant.publishDtmf`` and receives through
+``RoomEvent.DtmfReceived``, as LiveKit's DTMF page shows. Server and peers run in a throw-away
+network namespace (WebRTC ignores loopback).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.netns import (
+    Netns,
+    netns,  # noqa: F401  (fixture)
+)
+from tests.rtc.sdk_peers import exchange_all_tones, node_missing, start_server_under_test
+
+
+@pytest.mark.timeout(180)
+def test_node_and_python_exchange_all_tones_and_flash(netns: Netns) -> None:  # noqa: F811
+    # A missing client is a broken install (scripts/install-test-deps.sh builds it), not a skip.
+    assert node_missing() is None, node_missing()
+    server = start_server_under_test(netns)
+    exchange_all_tones(netns, server, "node", room="interop-node")
