@@ -18,11 +18,17 @@ import jwt
 
 
 class TokenError(Exception):
-    """A token that must be refused. ``status`` is the HTTP status LiveKit answers with."""
+    """A token that must be refused. ``status`` is the HTTP status LiveKit answers with.
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    ``kind`` classifies the failure ("missing", "malformed", "unknown_key", "expired",
+    "not_yet_valid", "bad_signature", "invalid") so that callers can answer with the exact
+    wording LiveKit uses on their endpoint (see ``roomtone.rtc.auth``).
+    """
+
+    def __init__(self, message: str, status: int = 401, kind: str = "invalid") -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -100,17 +106,17 @@ class TokenVerifier:
 
     def verify(self, token: str | None) -> Claims:
         if not token:
-            raise TokenError("no authorization token provided", 401)
+            raise TokenError("no authorization token provided", 401, "missing")
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
-            raise TokenError(f"invalid authorization token: {exc}", 401) from None
+            raise TokenError(f"invalid authorization token: {exc}", 401, "malformed") from None
         api_key = unverified.get("iss")
         if not isinstance(api_key, str) or not api_key:
-            raise TokenError("invalid authorization token: missing issuer (API key)", 401)
+            raise TokenError("invalid authorization token: missing issuer (API key)", 401, "malformed")
         secret = self._keys.get(api_key)
         if secret is None:
-            raise TokenError(f"invalid API key: {api_key}", 401)
+            raise TokenError(f"invalid API key: {api_key}", 401, "unknown_key")
         try:
             claims = jwt.decode(
                 token,
@@ -120,11 +126,11 @@ class TokenVerifier:
                 options={"require": ["exp"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenError("invalid token: token is expired", 401) from None
+            raise TokenError("invalid token: token is expired", 401, "expired") from None
         except jwt.ImmatureSignatureError:
-            raise TokenError("invalid token: token is not valid yet", 401) from None
+            raise TokenError("invalid token: token is not valid yet", 401, "not_yet_valid") from None
         except jwt.InvalidSignatureError:
-            raise TokenError("invalid token: signature is invalid", 401) from None
+            raise TokenError("invalid token: signature is invalid", 401, "bad_signature") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {exc}", 401) from None
         attributes = claims.get("attributes") or {}

@@ -1,0 +1,59 @@
+"""``roomtone serve``: the room server on embedded defaults (127.0.0.1:7880).
+
+Keys come from ``--config`` (YAML ``keys:``), ``LIVEKIT_API_KEY``/``LIVEKIT_API_SECRET`` or
+``LIVEKIT_KEYS``; with none, development credentials are generated and printed, as
+``livekit-server --dev`` does, so a first run needs nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import roomtone
+from roomtone import config as config_mod
+
+GROUP = None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the LiveKit-compatible room server")
+    p.add_argument("--config", metavar="FILE", help="YAML config file (livekit-server layout)")
+    p.add_argument("--bind", metavar="ADDR", help=f"address to listen on (default {config_mod.DEFAULT_BIND})")
+    p.add_argument("--port", type=int, help=f"port to listen on (default {config_mod.DEFAULT_PORT})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from roomtone.server import RunningServer, serve_forever
+
+    if getattr(args, "verbose", 0) == 0:
+        logging.getLogger().setLevel(logging.INFO)
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+        logging.getLogger("aiortc").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        cfg = config_mod.load(args.config, bind=args.bind, port=args.port)
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    generated = config_mod.ensure_keys(cfg)
+
+    def ready(server: RunningServer) -> None:
+        print(f"roomtone {roomtone.__version__} listening on {server.url}", flush=True)
+        if generated:
+            ((key, secret),) = cfg.keys.items()
+            print("No API keys configured: generated development credentials (not for production)")
+            print(f"  API key:    {key}")
+            print(f"  API secret: {secret}", flush=True)
+        else:
+            print(f"API keys: {', '.join(sorted(cfg.keys))}", flush=True)
+
+    try:
+        asyncio.run(serve_forever(cfg, on_ready=ready))
+    except OSError as exc:
+        print(f"error: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0

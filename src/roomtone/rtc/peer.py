@@ -1,0 +1,182 @@
+"""One aiortc PeerConnection in a LiveKit session: publisher, subscriber, or the single v1 PC.
+
+Negotiation is serialised per PC (an ``asyncio.Lock``) because offers, answers and trickled
+candidates arrive on one WebSocket but aiortc's descriptions must not interleave. Remote
+candidates that arrive before the remote description are held and added afterwards. aiortc does
+not trickle: it gathers everything during ``setLocalDescription``; :meth:`local_candidates`
+extracts them from our SDP so the session can also send them as ``trickle`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcicetransport import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+
+from roomtone.rtc import ice
+
+log = logging.getLogger(__name__)
+
+RELIABLE = "_reliable"
+LOSSY = "_lossy"
+DATA_TRACK = "_data_track"
+
+
+class Peer:
+    """A PeerConnection plus the data channels we can send on, by label."""
+
+    def __init__(self, role: str, who: str, on_message: Callable[[str, bytes], None], on_channel_open: Callable[[], None]) -> None:
+        self.role = role
+        self.who = who
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice.ice_servers()))
+        self.lock = asyncio.Lock()
+        self.channels: dict[str, RTCDataChannel] = {}  # client-created (publisher/single)
+        self.own_channels: dict[str, RTCDataChannel] = {}  # server-created (subscriber)
+        self._pending: list[RTCIceCandidate | None] = []
+        self._on_message = on_message
+        self._on_channel_open = on_channel_open
+        self.pc.on("datachannel", self._adopt)
+        self.pc.on("connectionstatechange", self._state)
+
+    def _state(self) -> None:
+        log.info("%s %s PC: %s", self.who, self.role, self.pc.connectionState)
+
+    def _adopt(self, channel: RTCDataChannel) -> None:
+        label = channel.label
+        log.debug("%s %s PC: data channel %s (id %s) from client", self.who, self.role, label, channel.id)
+        if label in (RELIABLE, LOSSY):
+            self.channels[label] = channel
+        elif label != DATA_TRACK:
+            log.info("%s: ignoring unlabeled data channel %r", self.who, label)
+        self._wire(channel)
+        if channel.readyState == "open":
+            self._on_channel_open()
+
+    def _wire(self, channel: RTCDataChannel) -> None:
+        label = channel.label
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if label == DATA_TRACK:
+                return  # data tracks are not supported; the client copes without them
+            if isinstance(message, str):
+                message = message.encode()
+            self._on_message(label, message)
+
+        @channel.on("open")
+        def on_open() -> None:
+            self._on_channel_open()
+
+    def create_own_channels(self) -> None:
+        """Server-created ``_reliable``/``_lossy`` (the subscriber PC's, as LiveKit does)."""
+        reliable = self.pc.createDataChannel(RELIABLE, ordered=True)
+        lossy = self.pc.createDataChannel(LOSSY, ordered=False, maxRetransmits=0)
+        for ch in (reliable, lossy):
+            self.own_channels[ch.label] = ch
+            self._wire(ch)
+
+    def sendable(self, label: str) -> RTCDataChannel | None:
+        for table in (self.own_channels, self.channels):
+            ch = table.get(label)
+            if ch is not None and ch.readyState == "open":
+                return ch
+        return None
+
+    async def answer(self, sdp: str) -> str:
+        async with self.lock:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self._flush_candidates()
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return self.pc.localDescription.sdp
+
+    async def offer(self) -> str:
+        async with self.lock:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            return self.pc.localDescription.sdp
+
+    async def accept_answer(self, sdp: str) -> None:
+        async with self.lock:
+            if self.pc.signalingState != "have-local-offer":
+                log.warning("%s %s PC: unexpected answer in state %s; ignored", self.who, self.role, self.pc.signalingState)
+                return
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self._flush_candidates()
+
+    async def add_candidate(self, candidate_init: str) -> None:
+        """A ``TrickleRequest.candidateInit`` (JSON). TCP candidates are skipped (aioice: UDP only)."""
+        try:
+            data = json.loads(candidate_init) if candidate_init else {}
+        except ValueError:
+            log.warning("%s: bad trickle candidate JSON %r", self.who, candidate_init[:200])
+            return
+        line = str(data.get("candidate") or "")
+        cand: RTCIceCandidate | None
+        if not line:
+            cand = None  # end of candidates
+        else:
+            if line.startswith("candidate:"):
+                line = line[len("candidate:"):]
+            try:
+                cand = candidate_from_sdp(line)
+            except (ValueError, IndexError):
+                log.warning("%s: unparseable ICE candidate %r", self.who, line[:200])
+                return
+            if cand.protocol.lower() != "udp":
+                return
+            cand.sdpMid = data.get("sdpMid")
+            cand.sdpMLineIndex = data.get("sdpMLineIndex")
+            if cand.sdpMid is None and cand.sdpMLineIndex is None:
+                cand.sdpMLineIndex = 0
+        async with self.lock:
+            if self.pc.remoteDescription is None:
+                self._pending.append(cand)
+                return
+            await self._add(cand)
+
+    async def _flush_candidates(self) -> None:
+        pending, self._pending = self._pending, []
+        for cand in pending:
+            await self._add(cand)
+
+    async def _add(self, cand: RTCIceCandidate | None) -> None:
+        try:
+            await self.pc.addIceCandidate(cand)
+        except Exception as exc:  # aiortc raises assorted errors for candidates it cannot use
+            log.info("%s %s PC: candidate not added: %s", self.who, self.role, exc)
+
+    def local_candidates(self) -> list[dict[str, Any]]:
+        """Our gathered candidates as ``candidateInit`` dicts (first media section: BUNDLE)."""
+        desc = self.pc.localDescription
+        if desc is None:
+            return []
+        out: list[dict[str, Any]] = []
+        mid: str | None = None
+        index = -1
+        ufrag = ""
+        for raw in desc.sdp.splitlines():
+            if raw.startswith("m="):
+                index += 1
+                if index > 0:
+                    break
+            elif raw.startswith("a=mid:"):
+                mid = raw[6:]
+            elif raw.startswith("a=ice-ufrag:"):
+                ufrag = raw[12:]
+            elif raw.startswith("a=candidate:"):
+                out.append({"candidate": raw[2:], "sdpMLineIndex": 0})
+        for c in out:
+            c["sdpMid"] = mid
+            c["usernameFragment"] = ufrag
+        return out
+
+    async def close(self) -> None:
+        try:
+            await self.pc.close()
+        except Exception:
+            log.debug("%s %s PC: error while closing", self.who, self.role, exc_info=True)

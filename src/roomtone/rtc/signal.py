@@ -1,0 +1,576 @@
+"""LiveKit signalling over aiohttp WebSockets: ``/rtc`` (v0, two PCs) and ``/rtc/v1`` (one PC).
+
+Wire facts (see shared/reference/livekit-signal-protocol.md): binary protobuf ``SignalRequest``
+in, ``SignalResponse`` out; the JoinResponse must carry non-zero ping interval/timeout (the Rust
+SDKs abort on 0) and a server version (livekit-client refuses without one); other participants
+learn of joins and leaves through ``ParticipantUpdate``; the server stamps the sender on every data
+packet (the rules live in :mod:`roomtone.rooms.routing`).
+
+A session is a :class:`~roomtone.rooms.manager.ParticipantEndpoint`: the room calls it to deliver
+data (on a data channel) and updates (on the WebSocket). Outgoing signalling goes through one
+queue and one writer task, so messages keep their order and the room never waits on a socket.
+
+Not implemented (documented, not faked): media forwarding between participants (``add_track`` is
+answered with ``track_published`` and the track is announced, but its RTP is not relayed), real
+ICE-restart resume (a resume attempt gets ``LeaveRequest{action: RECONNECT}`` and the client
+rejoins at once, which the SDKs handle), data tracks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from livekit.protocol import models as proto_models
+from livekit.protocol import rtc as proto_rtc
+
+import roomtone
+from roomtone.config import Config
+from roomtone.rooms import ParticipantKind, Permission, RoomError, RoomManager
+from roomtone.rooms.manager import Participant
+from roomtone.rooms.model import new_sid
+from roomtone.rtc.auth import AuthFailure, authorize_join, token_from_request
+from roomtone.rtc.peer import LOSSY, RELIABLE, Peer
+from roomtone.rtc.tokens import Claims, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+#: The LiveKit server version we claim: clients gate features on it (1.9.0 is accepted by all
+#: tested SDKs). Our own version goes in ``server_info.node_id``.
+COMPAT_VERSION = "1.9.0"
+COMPAT_PROTOCOL = 16
+PENDING_DATA_LIMIT = 1000  # packets held per session while its data channels are not open yet
+MAX_JOIN_REQUEST = 1 << 20
+
+DisconnectReason = proto_models.DisconnectReason
+LeaveRequest = proto_rtc.LeaveRequest
+
+_SOURCES = {name.lower(): value for name, value in proto_models.TrackSource.items()}
+
+
+def permission_from(claims: Claims) -> Permission:
+    v = claims.video
+    return Permission(
+        can_subscribe=v.can_subscribe,
+        can_publish=v.can_publish,
+        can_publish_data=v.can_publish_data,
+        can_publish_sources=tuple(_SOURCES[s.lower()] for s in v.can_publish_sources if s.lower() in _SOURCES),
+        hidden=v.hidden,
+        recorder=v.recorder,
+        can_update_metadata=v.can_update_own_metadata,
+        agent=v.agent,
+    )
+
+
+def kind_from(claims: Claims) -> ParticipantKind:
+    kind = ParticipantKind.from_claim(claims.kind)
+    if kind == ParticipantKind.STANDARD and claims.video.agent:
+        return ParticipantKind.AGENT
+    return kind
+
+
+def decode_join_request(value: str) -> proto_rtc.JoinRequest:
+    """``/rtc/v1?join_request=``: base64url(WrappedJoinRequest{compression, join_request})."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raise AuthFailure(400, "cannot base64 decode wrapped join request") from None
+    wrapped = proto_rtc.WrappedJoinRequest()
+    try:
+        wrapped.ParseFromString(raw)
+    except Exception:
+        raise AuthFailure(400, "cannot unmarshal wrapped join request") from None
+    data = wrapped.join_request
+    if wrapped.compression == proto_rtc.WrappedJoinRequest.GZIP:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            raise AuthFailure(400, "cannot read decompressed join request") from None
+    if len(data) > MAX_JOIN_REQUEST:
+        raise AuthFailure(400, "join request too large")
+    request = proto_rtc.JoinRequest()
+    try:
+        request.ParseFromString(data)
+    except Exception:
+        raise AuthFailure(400, "cannot unmarshal join request") from None
+    return request
+
+
+class SignalSession:
+    """One participant's signalling connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        service: RtcService,
+        claims: Claims,
+        room_name: str,
+        *,
+        single_pc: bool,
+        query: Mapping[str, str],
+        join_request: proto_rtc.JoinRequest | None,
+    ) -> None:
+        self.service = service
+        self.config = service.config
+        self.claims = claims
+        self.room_name = room_name
+        self.single_pc = single_pc
+        self.query = query
+        self.join_request = join_request
+        self.participant: Participant | None = None
+        self.ws: web.WebSocketResponse | None = None
+        self.publisher: Peer | None = None
+        self.subscriber: Peer | None = None
+        self.subscriber_primary = (
+            not single_pc and self.config.rtc.subscriber_primary and claims.video.can_subscribe
+        )
+        self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._held: list[proto_rtc.SignalResponse] | None = []  # updates that arrive before `join`
+        self._pending_data: dict[str, deque[bytes]] = {RELIABLE: deque(), LOSSY: deque()}
+        self._closing = False
+        self._leave_reason: int | None = None
+        self._data_drops_logged = 0
+        self.who = f"{claims.identity}@{room_name}"
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def join(self) -> None:
+        """Join the room before the WebSocket upgrade, so a refusal is still an HTTP error."""
+        c = self.claims
+        metadata, attributes = c.metadata, dict(c.attributes)
+        jr = self.join_request
+        if jr is not None and (jr.metadata or jr.participant_attributes):
+            if not c.video.can_update_own_metadata:
+                raise AuthFailure(401, "no permissions to access the room", "join request sets metadata without canUpdateOwnMetadata")
+            metadata = jr.metadata or metadata
+            attributes.update(jr.participant_attributes)
+        protocol = jr.client_info.protocol if jr is not None else _int(self.query.get("protocol"))
+        self.participant = await self.service.rooms.join(
+            self.room_name,
+            c.identity,
+            endpoint=self,
+            name=c.name,
+            metadata=metadata,
+            attributes=attributes,
+            kind=kind_from(c),
+            permission=permission_from(c),
+            client_protocol=protocol,
+        )
+        self.who = f"{c.identity}({self.participant.sid})@{self.room_name}"
+
+    async def run(self, ws: web.WebSocketResponse) -> None:
+        assert self.participant is not None
+        self.ws = ws
+        writer = asyncio.ensure_future(self._writer(ws))
+        try:
+            await self._send_join()
+            if self.single_pc:
+                assert self.join_request is not None
+                if self.join_request.HasField("publisher_offer"):
+                    await self._on_offer(self.join_request.publisher_offer)
+            elif self.subscriber_primary:
+                await self._offer_subscriber()
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    await self._on_message(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await self._on_message(msg.data.encode(), text=True)
+                elif msg.type == WSMsgType.ERROR:
+                    log.info("%s: WebSocket error %s", self.who, ws.exception())
+                    break
+                if self._closing:
+                    break
+        finally:
+            await self._teardown(writer)
+
+    async def _teardown(self, writer: asyncio.Future[Any]) -> None:
+        self._closing = True
+        if self.participant is not None and self.participant.active:
+            reason = self._leave_reason if self._leave_reason is not None else DisconnectReason.SIGNAL_CLOSE
+            await self.participant.leave(reason)
+        self._out.put_nowait(None)
+        try:
+            await asyncio.wait_for(writer, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            writer.cancel()
+        for peer in (self.publisher, self.subscriber):
+            if peer is not None:
+                await peer.close()
+
+    async def _writer(self, ws: web.WebSocketResponse) -> None:
+        while True:
+            item = await self._out.get()
+            if item is None:
+                break
+            try:
+                await ws.send_bytes(item)
+            except (ConnectionError, RuntimeError) as exc:
+                log.info("%s: cannot send signal message: %s", self.who, exc)
+                break
+        await ws.close()
+
+    def _send(self, response: proto_rtc.SignalResponse) -> None:
+        if self._held is not None:
+            self._held.append(response)
+        elif not self._closing or response.WhichOneof("message") == "leave":
+            self._out.put_nowait(response.SerializeToString())
+
+    async def _send_join(self) -> None:
+        assert self.participant is not None
+        p = self.participant
+        room = await p.room()
+        cfg = self.config.rtc
+        join = proto_rtc.JoinResponse(
+            room=room,
+            participant=p.info(),
+            other_participants=p.others(),
+            server_version=COMPAT_VERSION,
+            server_info=proto_models.ServerInfo(
+                edition=proto_models.ServerInfo.Standard,
+                version=COMPAT_VERSION,
+                protocol=COMPAT_PROTOCOL,
+                node_id=f"roomtone-{roomtone.__version__}",
+            ),
+            ice_servers=[proto_rtc.ICEServer(urls=[u if u.startswith("stun") else f"stun:{u}"]) for u in cfg.stun_servers],
+            subscriber_primary=self.subscriber_primary,
+            fast_publish=self.claims.video.can_publish and not self.single_pc,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+        )
+        held, self._held = self._held or [], None
+        self._out.put_nowait(proto_rtc.SignalResponse(join=join).SerializeToString())
+        for response in held:
+            self._send(response)
+        log.info(
+            "%s: joined via %s (sdk %s %s, protocol %s, subscriber_primary %s)",
+            self.who,
+            "v1 single PC" if self.single_pc else "v0",
+            self.query.get("sdk") or (self.join_request.client_info.sdk if self.join_request else ""),
+            self.query.get("version", ""),
+            p.record.client_protocol,
+            self.subscriber_primary,
+        )
+
+    # ---- ParticipantEndpoint -------------------------------------------------------------------
+    def deliver_data(self, packet: proto_models.DataPacket, payload: bytes, reliable: bool) -> None:
+        label = RELIABLE if reliable else LOSSY
+        channel = self._channel(label)
+        if channel is not None:
+            channel.send(payload)
+            return
+        pending = self._pending_data[label]
+        if len(pending) >= PENDING_DATA_LIMIT:
+            pending.popleft()
+            if self._data_drops_logged < 10:
+                self._data_drops_logged += 1
+                log.warning("%s: no open %s data channel; dropped the oldest held packet", self.who, label)
+        pending.append(payload)
+
+    def participants_changed(self, infos: list[proto_models.ParticipantInfo]) -> None:
+        self._send(proto_rtc.SignalResponse(update=proto_rtc.ParticipantUpdate(participants=infos)))
+
+    def room_changed(self, room: proto_models.Room) -> None:
+        self._send(proto_rtc.SignalResponse(room_update=proto_rtc.RoomUpdate(room=room)))
+
+    def closed(self, reason: int) -> None:
+        """The server removed us: tell the client (DISCONNECT) and end the session."""
+        self._leave_reason = reason
+        self._send(
+            proto_rtc.SignalResponse(
+                leave=LeaveRequest(can_reconnect=False, reason=reason, action=LeaveRequest.DISCONNECT)  # type: ignore[arg-type]
+            )
+        )
+        self._closing = True
+        self._out.put_nowait(None)
+
+    # ---- data channels -------------------------------------------------------------------------
+    def _channel(self, label: str) -> Any:
+        for peer in (self.subscriber, self.publisher):
+            if peer is not None:
+                ch = peer.sendable(label)
+                if ch is not None:
+                    return ch
+        return None
+
+    def _flush_data(self) -> None:
+        for label, pending in self._pending_data.items():
+            if not pending:
+                continue
+            channel = self._channel(label)
+            while channel is not None and pending:
+                channel.send(pending.popleft())
+
+    def _on_data(self, label: str, data: bytes) -> None:
+        if self.participant is not None:
+            self.participant.publish(data, reliable=(label == RELIABLE))
+
+    def _peer(self, role: str) -> Peer:
+        return Peer(role, self.who, self._on_data, self._flush_data)
+
+    # ---- negotiation ---------------------------------------------------------------------------
+    async def _offer_subscriber(self) -> None:
+        if self.subscriber is None:
+            self.subscriber = self._peer("subscriber")
+            self.subscriber.create_own_channels()
+        sdp = await self.subscriber.offer()
+        self._send(proto_rtc.SignalResponse(offer=proto_rtc.SessionDescription(type="offer", sdp=sdp)))
+        self._trickle_out(self.subscriber, proto_rtc.SUBSCRIBER)
+
+    async def _on_offer(self, offer: proto_rtc.SessionDescription) -> None:
+        if self.publisher is None:
+            self.publisher = self._peer("single" if self.single_pc else "publisher")
+        try:
+            sdp = await self.publisher.answer(offer.sdp)
+        except Exception as exc:
+            log.warning("%s: cannot answer the client's offer: %s", self.who, exc)
+            return
+        self._send(proto_rtc.SignalResponse(answer=proto_rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)))
+        self._trickle_out(self.publisher, proto_rtc.PUBLISHER)
+
+    def _trickle_out(self, peer: Peer, target: int) -> None:
+        if not self.config.rtc.trickle_server_candidates:
+            return
+        for cand in peer.local_candidates():
+            self._send(
+                proto_rtc.SignalResponse(
+                    trickle=proto_rtc.TrickleRequest(candidateInit=json.dumps(cand), target=target)  # type: ignore[arg-type]
+                )
+            )
+
+    # ---- requests ------------------------------------------------------------------------------
+    async def _on_message(self, data: bytes, text: bool = False) -> None:
+        request = proto_rtc.SignalRequest()
+        try:
+            if text:
+                from google.protobuf import json_format
+
+                json_format.Parse(data.decode(), request, ignore_unknown_fields=True)
+            else:
+                request.ParseFromString(data)
+        except Exception as exc:
+            log.warning("%s: unparseable signal request (%d bytes): %s", self.who, len(data), exc)
+            return
+        kind = request.WhichOneof("message")
+        try:
+            await self._dispatch(kind, request)
+        except Exception:
+            log.exception("%s: error handling %s", self.who, kind)
+
+    async def _dispatch(self, kind: str | None, r: proto_rtc.SignalRequest) -> None:
+        assert self.participant is not None
+        if kind == "ping_req":
+            self._send(
+                proto_rtc.SignalResponse(
+                    pong_resp=proto_rtc.Pong(last_ping_timestamp=r.ping_req.timestamp, timestamp=_now_ms())
+                )
+            )
+        elif kind == "ping":
+            self._send(proto_rtc.SignalResponse(pong=_now_ms()))
+        elif kind == "offer":
+            await self._on_offer(r.offer)
+        elif kind == "answer":
+            if self.subscriber is not None:
+                await self.subscriber.accept_answer(r.answer.sdp)
+        elif kind == "trickle":
+            peer = self.publisher if (self.single_pc or r.trickle.target == proto_rtc.PUBLISHER) else self.subscriber
+            if peer is None and r.trickle.target == proto_rtc.PUBLISHER:
+                self.publisher = peer = self._peer("single" if self.single_pc else "publisher")
+            if peer is not None:
+                await peer.add_candidate(r.trickle.candidateInit)
+        elif kind == "leave":
+            log.info("%s: client leaves (%s)", self.who, DisconnectReason.Name(r.leave.reason) if r.leave.reason in DisconnectReason.values() else r.leave.reason)
+            self._leave_reason = DisconnectReason.CLIENT_INITIATED
+            self._closing = True
+        elif kind == "add_track":
+            self._add_track(r.add_track)
+        elif kind == "mute":
+            await self._mute(r.mute.sid, r.mute.muted)
+        elif kind == "update_metadata":
+            await self._update_metadata(r.update_metadata)
+        else:
+            log.debug("%s: ignoring %s", self.who, kind)
+
+    def _add_track(self, req: proto_rtc.AddTrackRequest) -> None:
+        assert self.participant is not None
+        if not self.participant.record.permission.can_publish:
+            log.warning("%s: add_track refused: no canPublish permission", self.who)
+            self._send(
+                proto_rtc.SignalResponse(
+                    request_response=proto_rtc.RequestResponse(
+                        reason=proto_rtc.RequestResponse.NOT_ALLOWED, message="does not have permission to publish"
+                    )
+                )
+            )
+            return
+        track = proto_models.TrackInfo(
+            sid=new_sid("TR_"),
+            type=req.type,
+            name=req.name,
+            source=req.source,
+            muted=req.muted,
+            stereo=req.stereo,
+            disable_dtx=req.disable_dtx,
+            mime_type="audio/opus" if req.type == proto_models.AUDIO else "",
+        )
+        log.info("%s: publishes %s track %s (%s); media is not relayed by this server", self.who,
+                 proto_models.TrackType.Name(req.type), track.sid, req.name)
+        self._send(proto_rtc.SignalResponse(track_published=proto_rtc.TrackPublishedResponse(cid=req.cid, track=track)))
+        self.participant.record.tracks.append(track)
+
+    async def _mute(self, sid: str, muted: bool) -> None:
+        assert self.participant is not None
+        for t in self.participant.record.tracks:
+            if t.sid == sid:
+                t.muted = muted
+
+    async def _update_metadata(self, req: proto_rtc.UpdateParticipantMetadata) -> None:
+        assert self.participant is not None
+        if not self.participant.record.permission.can_update_metadata:
+            log.warning("%s: metadata update refused: no canUpdateOwnMetadata permission", self.who)
+            self._send(
+                proto_rtc.SignalResponse(
+                    request_response=proto_rtc.RequestResponse(
+                        request_id=req.request_id,
+                        reason=proto_rtc.RequestResponse.NOT_ALLOWED,
+                        message="does not have permission to update own metadata",
+                    )
+                )
+            )
+            return
+        await self.participant.update(
+            name=req.name or None, metadata=req.metadata or None, attributes=dict(req.attributes) or None
+        )
+        self._send(
+            proto_rtc.SignalResponse(request_response=proto_rtc.RequestResponse(request_id=req.request_id))
+        )
+
+
+class RtcService:
+    """The ``/rtc`` routes. ``install(app)`` adds them; ``close()`` ends every session."""
+
+    def __init__(self, config: Config, rooms: RoomManager, verifier: TokenVerifier) -> None:
+        self.config = config
+        self.rooms = rooms
+        self.verifier = verifier
+        self.sessions: set[SignalSession] = set()
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/rtc", self.v0)
+        app.router.add_get("/rtc/validate", self.v0_validate)
+        app.router.add_get("/rtc/v1", self.v1)
+        app.router.add_get("/rtc/v1/validate", self.v1_validate)
+
+    async def v0(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, single_pc=False)
+
+    async def v1(self, request: web.Request) -> web.StreamResponse:
+        if not self.config.rtc.single_pc:
+            return web.Response(status=404, text="404 page not found\n")
+        return await self._serve(request, single_pc=True)
+
+    async def v0_validate(self, request: web.Request) -> web.StreamResponse:
+        return await self._validate(request, single_pc=False)
+
+    async def v1_validate(self, request: web.Request) -> web.StreamResponse:
+        if not self.config.rtc.single_pc:
+            return web.Response(status=404, text="404 page not found\n")
+        return await self._validate(request, single_pc=True)
+
+    def _authorize(self, request: web.Request, single_pc: bool) -> tuple[Claims, str, proto_rtc.JoinRequest | None]:
+        token = token_from_request(request.headers, request.query)
+        claims, room = authorize_join(self.verifier, token, request.query.get("room", ""))
+        join_request = None
+        if single_pc:
+            value = request.query.get("join_request")
+            if not value:
+                raise AuthFailure(400, "join_request is required")
+            join_request = decode_join_request(value)
+        return claims, room, join_request
+
+    def _refuse(self, request: web.Request, failure: AuthFailure) -> web.Response:
+        log.warning(
+            "refused %s from %s: %d %s%s",
+            request.path,
+            request.remote,
+            failure.status,
+            failure.message,
+            f" ({failure.detail})" if failure.detail else "",
+        )
+        headers = {"Access-Control-Allow-Origin": "*"}
+        return web.Response(status=failure.status, text=failure.message, headers=headers)
+
+    async def _validate(self, request: web.Request, single_pc: bool) -> web.StreamResponse:
+        try:
+            _, room, _ = self._authorize(request, single_pc)
+        except AuthFailure as failure:
+            return self._refuse(request, failure)
+        if not self.config.room.auto_create:
+            try:
+                await self.rooms.get_room(room)
+            except RoomError as exc:
+                return self._refuse(request, AuthFailure(exc.status, exc.message))
+        return web.Response(text="success", headers={"Access-Control-Allow-Origin": "*"})
+
+    async def _serve(self, request: web.Request, single_pc: bool) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=4 << 20, autoping=True)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=404, text="404 page not found\n")
+        try:
+            claims, room, join_request = self._authorize(request, single_pc)
+        except AuthFailure as failure:
+            return self._refuse(request, failure)
+        session = SignalSession(
+            self, claims, room, single_pc=single_pc, query=request.query, join_request=join_request
+        )
+        reconnect = request.query.get("reconnect") in ("1", "true") or bool(join_request and join_request.reconnect)
+        if reconnect:
+            # No real resume: tell the client to rejoin from scratch (it does so within ~250 ms).
+            await ws.prepare(request)
+            log.info("%s: resume attempt answered with leave(RECONNECT)", session.who)
+            leave = LeaveRequest(
+                can_reconnect=True, reason=DisconnectReason.STATE_MISMATCH, action=LeaveRequest.RECONNECT
+            )
+            await ws.send_bytes(proto_rtc.SignalResponse(leave=leave).SerializeToString())
+            await ws.close()
+            return ws
+        try:
+            await session.join()
+        except AuthFailure as failure:
+            return self._refuse(request, failure)
+        except RoomError as exc:
+            return self._refuse(request, AuthFailure(exc.status, exc.message))
+        try:
+            await ws.prepare(request)
+        except Exception:
+            assert session.participant is not None
+            await session.participant.leave(DisconnectReason.JOIN_FAILURE)
+            raise
+        self.sessions.add(session)
+        try:
+            await session.run(ws)
+        finally:
+            self.sessions.discard(session)
+        return ws
+
+    async def close(self) -> None:
+        await self.rooms.close()  # tells each session SERVER_SHUTDOWN
+        for s in list(self.sessions):
+            if s.ws is not None and not s.ws.closed:
+                await s.ws.close()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
