@@ -1,0 +1,40 @@
+"""The API mounted on the real server app (roomtone.server) through server_installer."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from livekit import api
+
+from roomtone import server
+from roomtone.api.app import server_installer
+from roomtone.config import Config
+
+from .conftest import API_KEY, API_SECRET
+
+
+async def test_server_installer_mounts_room_and_sip_services(tmp_path: Path) -> None:
+    db = tmp_path / "t.sqlite"
+    for _ in range(20):
+        config = Config(bind="127.0.0.1", port=random.randint(25000, 26999), keys={API_KEY: API_SECRET})
+        config.raw = {"sip": {"db": str(db)}}
+        try:
+            running = await server.start(config, services=[server_installer])
+            break
+        except OSError:
+            continue
+    else:
+        raise RuntimeError("no free port in 25000-26999")
+    try:
+        async with api.LiveKitAPI(running.http_url, API_KEY, API_SECRET) as client:
+            room = await client.room.create_room(api.CreateRoomRequest(name="wired"))
+            assert room.name == "wired"
+            trunk = await client.sip.create_inbound_trunk(
+                api.CreateSIPInboundTrunkRequest(trunk=api.SIPInboundTrunkInfo(numbers=["+15550800"]))
+            )
+            listed = await client.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+            assert [t.sip_trunk_id for t in listed.items] == [trunk.sip_trunk_id]
+    finally:
+        await running.stop()
+    assert db.exists() and db.stat().st_size > 0
