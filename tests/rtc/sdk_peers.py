@@ -253,8 +253,12 @@ ANCHOR_ENV = "ROOMTONE_INTEROP_ANCHOR"
 class RoomServer:
     """Where the peers connect: ``url`` plus a token minter for this server's keys."""
 
-    def __init__(self, url: str, name: str, log: Callable[[], str], peer_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, name: str, log: Callable[[], str], pid: int, peer_env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
+        #: the server process (``ip netns exec`` execs it, so this is the server itself)
+        self.pid = pid
         self.name = name
         self.log = log
         #: extra environment for peers talking to this server
@@ -268,7 +272,7 @@ class RoomServer:
 
 def start_roomtone(ns: Netns, port: int = 7880) -> RoomServer:
     srv = ns.start_server(keys={API_KEY: API_SECRET}, port=port)
-    return RoomServer(srv.url, "roomtone", srv.log)
+    return RoomServer(srv.url, "roomtone", srv.log, srv.proc.pid)
 
 
 def start_livekit_server(ns: Netns, binary: str, port: int = 7880, ready_timeout: float = 30) -> RoomServer:
@@ -298,7 +302,7 @@ def start_livekit_server(ns: Netns, binary: str, port: int = 7880, ready_timeout
         status, _ = ns.http_get(f"http://127.0.0.1:{port}/", timeout=2)
         if status:
             chromium_flags = {"CHROMIUM_EXTRA_FLAGS": "--disable-features=WebRtcHideLocalIpsWithMdns"}
-            return RoomServer(f"ws://127.0.0.1:{port}", "livekit-server", log, chromium_flags)
+            return RoomServer(f"ws://127.0.0.1:{port}", "livekit-server", log, proc.pid, chromium_flags)
         time.sleep(0.2)
     raise RuntimeError(f"livekit-server did not answer within {ready_timeout} s:\n{log()}")
 
