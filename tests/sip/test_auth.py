@@ -1,17 +1,19 @@
 """Digest authentication: RFC vectors, client/server round trips, replay and stale handling, fuzzing.
 
-The real-peer checks (SIPp and pjsua2 authenticating against our Challenger) live in
-tests/sip/test_auth_interop.py.
+The real-peer checks at the end put our Challenger in front of SIPp, pjsua2 and baresip through a
+raw loopback UDP responder (tests/phones/raw.py), so they do not depend on roomtone's UA.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from roomtone.sip import sdp
 from roomtone.sip.auth import (
     AuthError,
     AuthStatus,
@@ -24,6 +26,11 @@ from roomtone.sip.auth import (
     parse_challenges,
     parse_credentials,
 )
+from tests.phones.baresip import baresip_phone
+from tests.phones.common import free_port
+from tests.phones.pjsua import pjsua_phone
+from tests.phones.raw import RawMessage, RawUas, response
+from tests.phones.sipp import run_sipp, uac_scenario
 
 # RFC 7616 §3.9.1
 RFC7616_SHA256_CHALLENGE = (
@@ -301,3 +308,89 @@ def test_round_trip_any_user(user, password, uri):
     header = DigestClient(user, password).respond(ch.challenge(0.0), "MESSAGE", uri)
     assert isinstance(header, str)
     assert ch.verify(header, "MESSAGE", uri, 1.0, lambda u, r: password if u == user else None).ok
+
+
+# --------------------------------------------------------------------------- real peers
+
+
+def challenging_uas(challenger: Challenger, results: list, users: dict[str, str]) -> RawUas:
+    """A loopback UAS that challenges INVITEs with our Challenger and answers with our SDP."""
+
+    rtp_port = free_port(span=2, tcp=False)
+
+    def policy(req: RawMessage) -> list[bytes]:
+        now = time.time()
+        if req.method == "INVITE":
+            header = req.header("authorization")
+            if header is None:
+                challenge = [("WWW-Authenticate", v) for v in challenger.challenge(now)]
+                return [response(req, 401, "Unauthorized", extra=challenge)]
+            result = challenger.verify(header, "INVITE", req.uri, now, lambda u, r: users.get(u))
+            results.append((result, header))
+            if not result.ok:
+                if result.stale:
+                    challenge = [("WWW-Authenticate", v) for v in challenger.challenge(now, stale=True)]
+                    return [response(req, 401, "Unauthorized", extra=challenge)]
+                return [response(req, 403, "Forbidden")]
+            offer = sdp.parse_sdp(req.body)
+            assert not isinstance(offer, sdp.SdpError), offer
+            answer = sdp.build_answer(offer, "127.0.0.1", rtp_port)  # nobody listens: no media needed
+            assert isinstance(answer, sdp.Answer), answer
+            return [response(req, 200, "OK", body=bytes(answer.sdp), contact=uas.contact)]
+        if req.method in ("BYE", "INFO", "OPTIONS"):
+            return [response(req, 200, "OK")]
+        return []
+
+    uas = RawUas(policy)
+    return uas
+
+
+@pytest.mark.interop
+def test_sipp_answers_our_md5_challenge():
+    """SIPp 3.6.1 computes MD5 only: offer it alone and check SIPp's answer verifies, then a wrong password fails."""
+    results: list = []
+    ch = Challenger("roomtone", SECRET, algorithms=("MD5",))
+    with challenging_uas(ch, results, {"alice": "wonderland"}) as uas:
+        # SIPp's default digest uri is "sip:<remote address>", not the Request-URI; we insist on
+        # the Request-URI (RFC 7616 §3.4.6), so tell SIPp which one it is.
+        auth_uri = ("-auth_uri", f"service@127.0.0.1:{uas.port}")
+        good = run_sipp(uac_scenario(auth_code=401, hold_ms=100), f"127.0.0.1:{uas.port}",
+                        auth=("alice", "wonderland"), timeout=20, extra=auth_uri)
+        assert good.ok, good.report()
+        bad = run_sipp(uac_scenario(auth_code=401, hold_ms=100), f"127.0.0.1:{uas.port}",
+                       auth=("alice", "nope"), timeout=10, extra=auth_uri)
+        assert not bad.ok
+    statuses = [r.status for r, _ in results]
+    assert statuses == [AuthStatus.OK, AuthStatus.BAD_PASSWORD], results
+    assert "algorithm=MD5" in results[0][1] and "nc=00000001" in results[0][1]
+
+
+@pytest.mark.interop
+def test_pjsua2_answers_sha256_challenge_when_offered_first():
+    results: list = []
+    ch = Challenger("roomtone", SECRET)  # SHA-256 then MD5, as two WWW-Authenticate headers
+    with challenging_uas(ch, results, {"alice": "wonderland"}) as uas, \
+            pjsua_phone(auth=("alice", "wonderland")) as phone:
+        phone.call(uas.uri("bob"))
+        phone.wait_state("CONFIRMED")
+        phone.hangup()
+        phone.wait_state("DISCONNECTED")
+    assert [r.status for r, _ in results] == [AuthStatus.OK], results
+    assert "algorithm=SHA-256" in results[0][1], results[0][1]
+
+
+@pytest.mark.interop
+def test_baresip_answers_our_challenge_and_wrong_password_is_refused():
+    results: list = []
+    ch = Challenger("roomtone", SECRET, algorithms=("MD5",))
+    with challenging_uas(ch, results, {"alice": "wonderland"}) as uas:
+        with baresip_phone(auth=("alice", "wonderland")) as phone:
+            phone.dial(uas.uri("bob"))
+            phone.wait_event("CALL_ESTABLISHED")
+            phone.hangup()
+            phone.wait_event("CALL_CLOSED")
+        with baresip_phone(auth=("alice", "wrong")) as phone:
+            phone.dial(uas.uri("bob"))
+            closed = phone.wait_event("CALL_CLOSED")
+            assert "403" in str(closed.get("param")), closed
+    assert [r.status for r, _ in results] == [AuthStatus.OK, AuthStatus.BAD_PASSWORD], results
