@@ -29,11 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from roomtone.server import RunningServer, serve_forever
 
-    if getattr(args, "verbose", 0) == 0:
+    verbose = getattr(args, "verbose", 0)
+    if verbose == 0:
         logging.getLogger().setLevel(logging.INFO)
-        logging.getLogger("aioice").setLevel(logging.WARNING)
-        logging.getLogger("aiortc").setLevel(logging.WARNING)
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aioice/aiortc debug output (every STUN check, every SDP) drowns our own; -vv still shows ours.
+    for name in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING if verbose < 2 else logging.INFO)
     try:
         cfg = config_mod.load(args.config, bind=args.bind, port=args.port)
     except config_mod.ConfigError as exc:

@@ -1,0 +1,116 @@
+"""The official Python ``livekit`` SDK against ``roomtone serve``, inside a network namespace.
+
+WebRTC (libwebrtc) ignores loopback, so the server and the SDK clients run in a namespace with a
+veth pair (tests/netns.py). One server serves the whole module; each test uses its own room.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from tests.netns import Netns, netns_available
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.netns,
+    pytest.mark.skipif(not netns_available(), reason="needs root for network namespaces"),
+]
+
+KEY, SECRET = "APItest", secrets.token_urlsafe(32)
+SCENARIO = Path(__file__).with_name("lk_scenario.py")
+ALL_CODES = [[c, d] for c, d in enumerate("0123456789*#ABCDR")]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Netns() as ns:
+        srv = ns.start_server({KEY: SECRET})
+        srv.ns = ns
+        yield srv
+
+
+def token(identity: str, room: str, **grants) -> str:
+    grants.setdefault("room_join", True)
+    grants.setdefault("room", room)
+    return api.AccessToken(KEY, SECRET).with_identity(identity).with_grants(api.VideoGrants(**grants)).to_jwt()
+
+
+def run_scenario(server, spec: dict) -> dict:
+    spec = {"url": server.url, "timeout": 40, **spec}
+    path = server.ns.tmp_path(f"spec-{secrets.token_hex(4)}.json")
+    path.write_text(json.dumps(spec))
+    res = server.ns.run([sys.executable, str(SCENARIO), str(path)], timeout=120)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"scenario produced no result (rc {res.returncode}):\n{res.stderr[-3000:]}\n{server.log()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out['errors']}\nclient stderr:\n{res.stderr[-3000:]}\nserver:\n{server.log()[-3000:]}"
+    return out
+
+
+@pytest.mark.parametrize("single_pc", [False, True], ids=["v0-dual-pc", "v1-single-pc"])
+def test_all_sixteen_codes_and_flash_arrive_in_order(server, single_pc):
+    room = f"codes-{int(single_pc)}"
+    out = run_scenario(
+        server,
+        {
+            "single_pc": single_pc,
+            "receivers": [{"identity": "bob", "token": token("bob", room)}],
+            "sender": {"identity": "alice", "token": token("alice", room)},
+            "codes": ALL_CODES,
+        },
+    )
+    assert out["events"]["bob"] == [["dtmf", c, d, "alice"] for c, d in ALL_CODES]
+    mode = "v1 single PC" if single_pc else "v0"
+    for who in ("alice", "bob"):
+        assert re.search(rf"{who}\(PA_\w+\)@{room}: joined via {mode} \(sdk python", server.log())
+
+
+@pytest.mark.parametrize("single_pc", [False, True], ids=["v0-dual-pc", "v1-single-pc"])
+def test_destination_list_reaches_only_the_target(server, single_pc):
+    room = f"dest-{int(single_pc)}"
+    out = run_scenario(
+        server,
+        {
+            "single_pc": single_pc,
+            "receivers": [{"identity": i, "token": token(i, room)} for i in ("bob", "carol")],
+            "sender": {"identity": "alice", "token": token("alice", room)},
+            "codes": [[1, "1"], [11, "#"], [16, "R"]],
+            "data": ["hello carol"],
+            "destinations": ["carol"],
+        },
+    )
+    assert out["events"]["bob"] == []
+    assert out["events"]["carol"] == [
+        ["dtmf", 1, "1", "alice"],
+        ["dtmf", 11, "#", "alice"],
+        ["dtmf", 16, "R", "alice"],
+        ["data", "hello carol", "alice"],
+    ]
+
+
+@pytest.mark.parametrize("single_pc", [False, True], ids=["v0-dual-pc", "v1-single-pc"])
+def test_sender_without_can_publish_data_delivers_nothing_and_server_says_why(server, single_pc):
+    room = f"nodata-{int(single_pc)}"
+    needle = "has no canPublishData permission"
+    before = server.log().count(needle)
+    out = run_scenario(
+        server,
+        {
+            "single_pc": single_pc,
+            "receivers": [{"identity": "bob", "token": token("bob", room)}],
+            "sender": {"identity": "mallory", "token": token("mallory", room, can_publish_data=False)},
+            "marker": {"identity": "marker", "token": token("marker", room)},
+            "codes": ALL_CODES,
+            "wait_log": {"path": str(server.log_path), "needle": needle, "count": before + len(ALL_CODES)},
+        },
+    )
+    assert out["events"]["bob"] == []
+    log = server.log()
+    assert log.count(f"dropped data from mallory ({out['sender_sid']}): participant 'mallory'") == len(ALL_CODES)
