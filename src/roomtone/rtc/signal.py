@@ -251,11 +251,17 @@ class SignalSession:
             "%s: joined via %s (sdk %s %s, protocol %s, subscriber_primary %s)",
             self.who,
             "v1 single PC" if self.single_pc else "v0",
-            self.query.get("sdk") or (self.join_request.client_info.sdk if self.join_request else ""),
-            self.query.get("version", ""),
+            self._client_sdk(),
+            self.query.get("version") or (self.join_request.client_info.version if self.join_request else ""),
             p.record.client_protocol,
             self.subscriber_primary,
         )
+
+    def _client_sdk(self) -> str:
+        if self.join_request is not None:
+            sdk = self.join_request.client_info.sdk
+            return proto_models.ClientInfo.SDK.Name(sdk).lower() if sdk in proto_models.ClientInfo.SDK.values() else str(sdk)
+        return self.query.get("sdk", "")
 
     # ---- ParticipantEndpoint -------------------------------------------------------------------
     def deliver_data(self, packet: proto_models.DataPacket, payload: bytes, reliable: bool) -> None:
