@@ -50,7 +50,8 @@ from roomtone.media.suppress import ToneSuppressor
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+NTP_EPOCH_OFFSET = 2208988800
+_HEADER = rtp.RTP_HEADER  # seconds from 1900-01-01 to 1970-01-01
 
 
 @dataclass(slots=True)
@@ -565,7 +566,8 @@ class RtpSession:
     def _send_packet(self, pt: int, payload: bytes, marker: bool, ts: int) -> None:
         if self.remote is None:
             return
-        data = rtp.RtpPacket(pt, self._seq, ts, self.ssrc, payload, marker).serialize()
+        # the RTP header without CSRCs or extensions (what we always send), packed directly
+        data = _HEADER.pack(0x80, pt | (0x80 if marker else 0), self._seq, ts, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         self.stats.rtp_sent += 1
         self.stats.bytes_sent += len(payload)
@@ -594,7 +596,21 @@ class RtpSession:
     def _playout_frame(self, now: float) -> np.ndarray:
         n = self.frame_samples
         spt = self.codec.samples_per_tick
-        for jf in self.jitter.pop(now):
+        frames = self.jitter.pop(now)
+        if len(frames) == 1 and not len(self._playout) and frames[0].payload is not None:
+            # the common case: exactly one whole frame due, nothing buffered
+            jf = frames[0]
+            pcm = self._decoder.decode(jf.payload)  # type: ignore[arg-type]
+            if len(pcm) == n:
+                self._ts_anchor = (jf.timestamp, self._write_pos)
+                self._write_pos += n
+                self._play_pos += n
+                return pcm
+            frames = []
+            self._ts_anchor = (jf.timestamp, self._write_pos)
+            self._playout = pcm
+            self._write_pos += len(pcm)
+        for jf in frames:
             if jf.payload is None:
                 pcm = np.zeros(jf.duration * spt, dtype=np.int16)
             else:

@@ -30,6 +30,7 @@ class ToneSuppressor:
         self.margin_samples = margin_samples
         self._spans: deque[list[int | None]] = deque()  # [start, end or None while open]
         self._pending = np.zeros(delay_samples, dtype=np.int16)  # the delay line
+        self._frames: deque[np.ndarray] | None = None  # the same, as whole frames
         self._out_pos = -delay_samples  # sample index of the next sample handed onward
         self.muted_samples = 0
 
@@ -50,15 +51,29 @@ class ToneSuppressor:
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Push ``len(frame)`` new samples; get as many delayed samples back, tones muted."""
         n = len(frame)
+        spans = self._spans
         if self.delay_samples:
-            joined = np.concatenate((self._pending, frame.astype(np.int16, copy=False)))
-            out = joined[:n].copy()
-            self._pending = joined[n:]
+            if n and self.delay_samples % n == 0:
+                # whole-frame delay line: no copying, just a queue of frames
+                if self._frames is None:
+                    self._frames = deque(np.zeros((self.delay_samples // n, n), dtype=np.int16))
+                self._frames.append(frame)
+                out = self._frames.popleft()
+                if spans:
+                    out = out.copy()
+            else:
+                if self._frames is not None:  # frame size changed: back to a sample delay line
+                    self._pending = np.concatenate(list(self._frames)) if self._frames else self._pending
+                    self._frames = None
+                joined = np.concatenate((self._pending, frame.astype(np.int16, copy=False)))
+                out = joined[:n].copy()
+                self._pending = joined[n:]
         else:
-            out = frame.astype(np.int16, copy=True)
+            out = frame.astype(np.int16, copy=bool(spans))
         lo, hi = self._out_pos, self._out_pos + n
         self._out_pos = hi
-        spans = self._spans
+        if not spans:
+            return out
         for span in spans:
             s, e = span[0] or 0, span[1]
             if s >= hi or (e is not None and e <= lo):
