@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import json
 import logging
 import secrets
 
@@ -224,3 +225,29 @@ async def test_garbage_signal_request_is_logged_and_connection_survives(srv, cap
             assert (await c.recv("pong_resp")).pong_resp.last_ping_timestamp == 5
         assert "unparseable signal request" in caplog.text
         await c.ws.close()
+
+
+async def test_ice_host_addresses_and_port_range_are_honoured():
+    cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
+    cfg.rtc.ice_host_addresses = ["127.0.0.1"]
+    cfg.rtc.port_range_start, cfg.rtc.port_range_end = 42700, 42709
+    s = await server_mod.start(cfg)
+    try:
+        async with aiohttp.ClientSession() as session:
+            c = await connect(session, s, tok("ice"))
+            await c.recv("join")
+            offer = (await c.recv("offer")).offer.sdp
+            cands = [ln for ln in offer.splitlines() if ln.startswith("a=candidate:")]
+            trickled = [(await c.recv("trickle")).trickle for _ in cands]
+            assert cands, offer
+            for line in cands:
+                parts = line.split()
+                assert parts[4] == "127.0.0.1" and 42700 <= int(parts[5]) <= 42709, line
+            assert [t.target for t in trickled] == [pr.SUBSCRIBER] * len(cands)
+            assert sorted(json.loads(t.candidateInit)["candidate"] for t in trickled) == sorted(x[2:] for x in cands)
+            await c.ws.close()
+    finally:
+        await s.stop()
+        from roomtone.rtc import ice
+
+        ice.configure()
