@@ -12,7 +12,8 @@
 //
 // DTMF is sent exactly as LiveKit's DTMF page shows, PublishDataPacket(&livekit.SipDTMF{...}),
 // and received through OnDataPacket. PublishDataPacket defaults to the lossy channel; like the
-// SDK's own PublishDTMF we ask for the reliable one unless the command says "lossy": true.
+// SDK's own PublishDTMF we ask for the reliable one, unless the command says "lossy": true, which
+// makes exactly the seed's call with no options.
 package main
 
 import (
@@ -108,11 +109,16 @@ func main() {
 					emit(map[string]any{"event": "error", "message": "bad digit: " + string(tone[1])})
 					break
 				}
-				// The seed's send API.
-				err := room.LocalParticipant.PublishDataPacket(
-					&livekit.SipDTMF{Code: code, Digit: digit},
-					lksdk.WithDataPublishReliable(!cmd.Lossy),
-				)
+				var err error
+				if cmd.Lossy {
+					// Exactly the seed's call: no options, so the SDK's default (lossy) channel.
+					err = room.LocalParticipant.PublishDataPacket(&livekit.SipDTMF{Code: code, Digit: digit})
+				} else {
+					err = room.LocalParticipant.PublishDataPacket(
+						&livekit.SipDTMF{Code: code, Digit: digit},
+						lksdk.WithDataPublishReliable(true),
+					)
+				}
 				if err != nil {
 					emit(map[string]any{"event": "error", "message": "publish: " + err.Error()})
 					break
