@@ -1,0 +1,70 @@
+"""The harnesses themselves: clean teardown by PID, useful failure messages, port hygiene."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .baresip import baresip_phone
+from .common import PORT_RANGE, PhoneError, free_port
+from .pjsua import pjsua_phone
+from .sipp import render, run_sipp, uac_scenario
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); our harness reaps, so a live answer means running
+    return True
+
+
+def test_free_ports_are_in_range_distinct_and_bindable():
+    ports = {free_port(span=2) for _ in range(20)}
+    assert len(ports) == 20
+    assert all(PORT_RANGE[0] <= p < PORT_RANGE[1] for p in ports)
+
+
+@pytest.mark.interop
+def test_pjsua_stops_on_exit_and_failures_carry_its_log():
+    with pjsua_phone() as phone:
+        pid = phone.proc.pid
+        assert _alive(pid)
+        with pytest.raises(PhoneError) as err:
+            phone.wait_event("incoming", timeout=0.3)
+        assert "PJSIP log tail" in str(err.value) and f"pid {pid}" in str(err.value)
+        with pytest.raises(PhoneError, match="no call"):
+            phone.hangup()  # nothing to hang up: a clear error, and the phone keeps running
+        assert phone.proc.alive()
+    assert not _alive(pid)
+
+
+@pytest.mark.interop
+def test_baresip_stops_on_exit_and_refused_commands_say_so():
+    with baresip_phone() as phone:
+        pid = phone.proc.pid
+        directory = phone.dir
+        with pytest.raises(PhoneError) as err:
+            phone.wait_event("CALL_INCOMING", timeout=0.3)
+        assert "baresip is ready" in str(err.value)  # the log tail is attached
+        with pytest.raises(PhoneError, match="command not found"):
+            phone.command("sndcode", "1")  # in-call commands exist only during a call
+    assert not _alive(pid)
+    assert not os.path.exists(directory)
+
+
+@pytest.mark.interop
+def test_sipp_failure_is_reported_not_hung():
+    # nobody listens on this port: SIPp retransmits, then its -timeout ends the run with an error
+    dead = free_port(span=1)
+    result = run_sipp(uac_scenario(), f"127.0.0.1:{dead}", timeout=2)
+    assert not result.ok and result.returncode != 0
+    assert "INVITE sip:service@127.0.0.1" in result.messages
+
+
+def test_render_refuses_unfilled_placeholders():
+    with pytest.raises(PhoneError, match="{{missing}}"):
+        render("<x>{{missing}}</x>")
+    assert render("<x>{{a}}</x>", a=1) == "<x>1</x>"
