@@ -114,3 +114,19 @@ def test_sender_without_can_publish_data_delivers_nothing_and_server_says_why(se
     assert out["events"]["bob"] == []
     log = server.log()
     assert log.count(f"dropped data from mallory ({out['sender_sid']}): participant 'mallory'") == len(ALL_CODES)
+
+
+def test_audio_is_relayed_to_present_and_late_subscribers(server):
+    room = "audio"
+    toks = [token(i, room) for i in ("alice", "bob", "carol")]
+    res = server.ns.run([sys.executable, str(SCENARIO.with_name("lk_audio.py")), server.url, *toks, "440"], timeout=150)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"rc {res.returncode}\n{res.stderr[-3000:]}\n{server.log()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out}\n{res.stderr[-3000:]}\n{server.log()[-3000:]}"
+    for who in ("b", "c"):
+        got = out[who]
+        assert got["from"] == "alice" and got["track_sid"] == out["published_sid"]
+        assert abs(got["peak_hz"] - 440) <= 5, got
+        # 8000-amplitude sine: RMS 5657; Opus at default bitrate keeps it within a few percent.
+        assert 4000 < got["rms"] < 7000, got

@@ -87,6 +87,12 @@ class ParticipantEndpoint(Protocol):
     def closed(self, reason: int) -> Any:
         """The server removed this participant (``DisconnectReason``): end the connection."""
 
+    # Optional (looked up with getattr): media published by others in the room.
+    #   track_published(publisher: Participant, track: TrackInfo, media: Any) -> Any
+    #   track_unpublished(publisher: Participant, track_sid: str) -> Any
+    # ``media`` is whatever the publisher's transport attached: for WebRTC and for SIP bridges an
+    # aiortc ``MediaStreamTrack`` producing decoded frames.
+
 
 @dataclass
 class CallbackEndpoint:
@@ -96,6 +102,14 @@ class CallbackEndpoint:
     on_participants: Callable[[list[proto_models.ParticipantInfo]], Any] | None = None
     on_room: Callable[[proto_models.Room], Any] | None = None
     on_close: Callable[[int], Any] | None = None
+    on_track: Callable[[Participant, proto_models.TrackInfo, Any], Any] | None = None
+    on_track_removed: Callable[[Participant, str], Any] | None = None
+
+    def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> Any:
+        return self.on_track(publisher, track, media) if self.on_track else None
+
+    def track_unpublished(self, publisher: Participant, track_sid: str) -> Any:
+        return self.on_track_removed(publisher, track_sid) if self.on_track_removed else None
 
     def deliver_data(self, packet: proto_models.DataPacket, payload: bytes, reliable: bool) -> Any:
         return self.on_data(packet) if self.on_data else None
@@ -119,6 +133,7 @@ class Participant:
         self.endpoint = endpoint
         self.last_reliable_sequence = 0
         self.active = True
+        self.media: dict[str, Any] = {}  # track sid -> the transport's media object (node-local)
 
     @property
     def sid(self) -> str:
@@ -203,6 +218,13 @@ class Participant:
     async def leave(self, reason: int = DisconnectReason.CLIENT_INITIATED) -> None:
         """This participant leaves (its endpoint is not told: it asked)."""
         await self._manager._leave(self, reason, notify_endpoint=False)
+
+    async def publish_track(self, track: proto_models.TrackInfo, media: Any) -> None:
+        """Announce a track (``TrackInfo`` with a ``TR_`` sid) and offer its media to the others."""
+        await self._manager.publish_track(self, track, media)
+
+    async def unpublish_track(self, track_sid: str) -> None:
+        await self._manager.unpublish_track(self, track_sid)
 
 
 class RoomManager:
@@ -456,6 +478,54 @@ class RoomManager:
             self._broadcast_update(room_name, [info], exclude=None)
         return info
 
+    # ---- media ---------------------------------------------------------------------------------
+    async def publish_track(self, p: Participant, track: proto_models.TrackInfo, media: Any) -> None:
+        """Record the track, send everyone the updated ParticipantInfo (before any media arrives,
+        which the Rust SDK needs), then offer the media to the other endpoints."""
+        if not p.active:
+            return
+        p.record.tracks = [t for t in p.record.tracks if t.sid != track.sid] + [track]
+        p.media[track.sid] = media
+        p.record.version += 1
+        await self.store.save_participant(p.record)
+        log.info("room %s: %s (%s) published %s track %s", p.room_name, p.identity, p.sid,
+                 proto_models.TrackType.Name(track.type).lower(), track.sid)
+        if not p.record.permission.hidden:
+            self._broadcast_update(p.room_name, [p.record.to_proto()], exclude=None)
+        for other in self._members(p.room_name):
+            if other is not p:
+                hook = getattr(other.endpoint, "track_published", None)
+                if hook is not None:
+                    self._call(other, hook, p, track, media)
+
+    async def unpublish_track(self, p: Participant, track_sid: str) -> None:
+        if track_sid not in p.media and not any(t.sid == track_sid for t in p.record.tracks):
+            return
+        p.record.tracks = [t for t in p.record.tracks if t.sid != track_sid]
+        p.media.pop(track_sid, None)
+        p.record.version += 1
+        await self.store.save_participant(p.record)
+        if not p.record.permission.hidden:
+            self._broadcast_update(p.room_name, [p.record.to_proto()], exclude=None)
+        self._announce_unpublished(p, [track_sid])
+
+    def _announce_unpublished(self, p: Participant, track_sids: list[str]) -> None:
+        for other in self._members(p.room_name):
+            if other is not p:
+                hook = getattr(other.endpoint, "track_unpublished", None)
+                if hook is not None:
+                    for sid in track_sids:
+                        self._call(other, hook, p, sid)
+
+    def published_tracks(self, room_name: str) -> list[tuple[Participant, proto_models.TrackInfo, Any]]:
+        """Every track with media on this node: what a newly joined subscriber should receive."""
+        return [
+            (p, t, p.media[t.sid])
+            for p in self._members(room_name)
+            for t in p.record.tracks
+            if t.sid in p.media
+        ]
+
     # ---- data ----------------------------------------------------------------------------------
     async def send_data(
         self,
@@ -551,6 +621,9 @@ class RoomManager:
         )
         if notify_endpoint:
             self._call(p, p.endpoint.closed, reason)
+        if p.media:
+            self._announce_unpublished(p, list(p.media))
+            p.media.clear()
         if broadcast and not p.record.permission.hidden:
             self._broadcast_update(room_name, [p.record.to_proto()], exclude=p)
         if not self._members(room_name):

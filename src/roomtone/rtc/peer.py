@@ -31,7 +31,14 @@ DATA_TRACK = "_data_track"
 class Peer:
     """A PeerConnection plus the data channels we can send on, by label."""
 
-    def __init__(self, role: str, who: str, on_message: Callable[[str, bytes], None], on_channel_open: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        role: str,
+        who: str,
+        on_message: Callable[[str, bytes], None],
+        on_channel_open: Callable[[], None],
+        on_track: Callable[[str, str, Any], None] | None = None,
+    ) -> None:
         self.role = role
         self.who = who
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice.ice_servers()))
@@ -41,8 +48,20 @@ class Peer:
         self._pending: list[RTCIceCandidate | None] = []
         self._on_message = on_message
         self._on_channel_open = on_channel_open
+        self._on_track = on_track
+        self.remote_msids: dict[str, str] = {}  # mid -> msid track id (= the client's cid)
         self.pc.on("datachannel", self._adopt)
         self.pc.on("connectionstatechange", self._state)
+        self.pc.on("track", self._track)
+
+    def _track(self, track: Any) -> None:
+        # aiortc honours a=msid only with a matching msid-semantic, which libwebrtc leaves empty,
+        # so the cid comes from our own mid -> msid map of the offer.
+        mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        cid = self.remote_msids.get(mid or "", "")
+        log.info("%s %s PC: remote %s track mid %s cid %s", self.who, self.role, track.kind, mid, cid)
+        if self._on_track is not None and mid is not None:
+            self._on_track(cid, mid, track)
 
     def _state(self) -> None:
         log.info("%s %s PC: %s", self.who, self.role, self.pc.connectionState)
@@ -90,6 +109,7 @@ class Peer:
 
     async def answer(self, sdp: str) -> str:
         async with self.lock:
+            self.remote_msids.update(msids_by_mid(sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await self._flush_candidates()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -180,3 +200,22 @@ class Peer:
             await self.pc.close()
         except Exception:
             log.debug("%s %s PC: error while closing", self.who, self.role, exc_info=True)
+
+
+def msids_by_mid(sdp: str) -> dict[str, str]:
+    """``a=mid`` -> the track id of ``a=msid:<stream> <track>`` for each media section."""
+    out: dict[str, str] = {}
+    mid: str | None = None
+    track = ""
+    for line in sdp.splitlines() + ["m="]:
+        if line.startswith("m="):
+            if mid is not None and track:
+                out[mid] = track
+            mid, track = None, ""
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=msid:"):
+            parts = line[7:].split()
+            if len(parts) >= 2:
+                track = parts[1]
+    return out

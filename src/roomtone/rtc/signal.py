@@ -10,8 +10,13 @@ A session is a :class:`~roomtone.rooms.manager.ParticipantEndpoint`: the room ca
 data (on a data channel) and updates (on the WebSocket). Outgoing signalling goes through one
 queue and one writer task, so messages keep their order and the room never waits on a socket.
 
-Not implemented (documented, not faked): media forwarding between participants (``add_track`` is
-answered with ``track_published`` and the track is announced, but its RTP is not relayed), real
+Audio: a published audio track is announced to the room (ParticipantUpdate first, as the Rust SDK
+needs) and relayed through aiortc (:mod:`roomtone.rtc.media`) to every v0 subscriber PC, with
+msid ``PA_sid|TR_sid`` and a server re-offer; negotiation is serialised per PC.
+
+Not implemented (documented, not faked): video relay (``add_track`` for video is answered but the
+track is not announced), media *to* single-PC (v1) clients (that needs
+``MediaSectionsRequirement``; v1 clients still publish audio that v0 clients receive), real
 ICE-restart resume (a resume attempt gets ``LeaveRequest{action: RECONNECT}`` and the client
 rejoins at once, which the SDKs handle), data tracks.
 """
@@ -37,6 +42,7 @@ from roomtone.config import Config
 from roomtone.rooms import ParticipantKind, Permission, RoomError, RoomManager
 from roomtone.rooms.manager import Participant
 from roomtone.rooms.model import new_sid
+from roomtone.rtc import media as media_mod
 from roomtone.rtc.auth import AuthFailure, authorize_join, token_from_request
 from roomtone.rtc.peer import LOSSY, RELIABLE, Peer
 from roomtone.rtc.tokens import Claims, TokenVerifier
@@ -137,6 +143,16 @@ class SignalSession:
         self._closing = False
         self._leave_reason: int | None = None
         self._data_drops_logged = 0
+        self._pending_tracks: dict[str, proto_models.TrackInfo] = {}  # cid -> announced by add_track
+        self._orphan_media: dict[str, tuple[str, Any]] = {}  # cid -> (mid, track) before add_track
+        self._subscribed: dict[str, Any] = {}  # track sid -> our sending transceiver
+        self._negotiating = False
+        self._renegotiate_again = False
+        self.auto_subscribe = (
+            bool(join_request.connection_settings.auto_subscribe)
+            if join_request is not None and join_request.HasField("connection_settings")
+            else query.get("auto_subscribe", "1") not in ("0", "false")
+        )
         self.who = f"{claims.identity}@{room_name}"
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -211,7 +227,7 @@ class SignalSession:
             try:
                 await ws.send_bytes(item)
             except (ConnectionError, RuntimeError) as exc:
-                log.info("%s: cannot send signal message: %s", self.who, exc)
+                log.debug("%s: cannot send signal message: %s", self.who, exc)
                 break
         await ws.close()
 
@@ -317,13 +333,73 @@ class SignalSession:
             self.participant.publish(data, reliable=(label == RELIABLE))
 
     def _peer(self, role: str) -> Peer:
-        return Peer(role, self.who, self._on_data, self._flush_data)
+        on_track = None if role == "subscriber" else self._on_remote_track
+        return Peer(role, self.who, self._on_data, self._flush_data, on_track)
+
+    # ---- media ---------------------------------------------------------------------------------
+    def _on_remote_track(self, cid: str, mid: str, track: Any) -> None:
+        info = self._pending_tracks.pop(cid, None)
+        if info is None:
+            self._orphan_media[cid] = (mid, track)
+            return
+        self._publish_media(info, mid, track)
+
+    def _publish_media(self, info: proto_models.TrackInfo, mid: str, track: Any) -> None:
+        assert self.participant is not None
+        if track.kind != "audio":
+            log.info("%s: %s track %s is not relayed (audio only)", self.who, track.kind, info.sid)
+            return
+        info.mid = mid
+        media_mod.keep_draining(track)
+        self.service.rooms._spawn(self.participant.publish_track(info, track))
+
+    def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> None:
+        if self._subscribe(publisher, track, media):
+            self._spawn_renegotiation()
+
+    def track_unpublished(self, publisher: Participant, track_sid: str) -> None:
+        transceiver = self._subscribed.pop(track_sid, None)
+        if transceiver is None:
+            return
+        old = transceiver.sender.track
+        transceiver.sender.replaceTrack(None)
+        transceiver.direction = "inactive"
+        if old is not None:
+            old.stop()
+        self._spawn_renegotiation()
+
+    def _subscribe(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> bool:
+        if self.subscriber is None or self._closing or not self.auto_subscribe:
+            return False
+        if track.sid in self._subscribed or publisher is self.participant:
+            return False
+        if self.participant is None or not self.participant.record.permission.can_subscribe:
+            return False
+        transceiver = self.subscriber.pc.addTransceiver(media_mod.subscribe(media), direction="sendonly")
+        # The Rust SDK finds the publisher and track from the stream id "PA_sid|TR_sid".
+        transceiver.sender._stream_id = f"{publisher.sid}|{track.sid}"
+        transceiver.sender._track_id = track.sid
+        self._subscribed[track.sid] = transceiver
+        log.info("%s: subscribed to %s of %s", self.who, track.sid, publisher.identity)
+        return True
+
+    def _spawn_renegotiation(self) -> None:
+        if self._negotiating:
+            self._renegotiate_again = True
+            return
+        self.service.rooms._spawn(self._offer_subscriber())
 
     # ---- negotiation ---------------------------------------------------------------------------
     async def _offer_subscriber(self) -> None:
         if self.subscriber is None:
             self.subscriber = self._peer("subscriber")
             self.subscriber.create_own_channels()
+            for publisher, track, media in self.service.rooms.published_tracks(self.room_name):
+                self._subscribe(publisher, track, media)
+        if self._closing:
+            return
+        self._negotiating = True
+        self._renegotiate_again = False
         sdp = await self.subscriber.offer()
         self._send(proto_rtc.SignalResponse(offer=proto_rtc.SessionDescription(type="offer", sdp=sdp)))
         self._trickle_out(self.subscriber, proto_rtc.SUBSCRIBER)
@@ -383,6 +459,9 @@ class SignalSession:
         elif kind == "answer":
             if self.subscriber is not None:
                 await self.subscriber.accept_answer(r.answer.sdp)
+                self._negotiating = False
+                if self._renegotiate_again:
+                    self._spawn_renegotiation()
         elif kind == "trickle":
             peer = self.publisher if (self.single_pc or r.trickle.target == proto_rtc.PUBLISHER) else self.subscriber
             if peer is None and r.trickle.target == proto_rtc.PUBLISHER:
@@ -424,16 +503,20 @@ class SignalSession:
             disable_dtx=req.disable_dtx,
             mime_type="audio/opus" if req.type == proto_models.AUDIO else "",
         )
-        log.info("%s: publishes %s track %s (%s); media is not relayed by this server", self.who,
-                 proto_models.TrackType.Name(req.type), track.sid, req.name)
+        log.info("%s: add_track %s %s cid %s -> %s", self.who, proto_models.TrackType.Name(req.type), req.name, req.cid, track.sid)
         self._send(proto_rtc.SignalResponse(track_published=proto_rtc.TrackPublishedResponse(cid=req.cid, track=track)))
-        self.participant.record.tracks.append(track)
+        orphan = self._orphan_media.pop(req.cid, None)
+        if orphan is not None:
+            self._publish_media(track, *orphan)
+        else:
+            self._pending_tracks[req.cid] = track
 
     async def _mute(self, sid: str, muted: bool) -> None:
         assert self.participant is not None
         for t in self.participant.record.tracks:
-            if t.sid == sid:
+            if t.sid == sid and t.muted != muted:
                 t.muted = muted
+                await self.participant.update()  # version bump + ParticipantUpdate to everyone
 
     async def _update_metadata(self, req: proto_rtc.UpdateParticipantMetadata) -> None:
         assert self.participant is not None

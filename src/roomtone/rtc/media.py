@@ -1,0 +1,51 @@
+"""Fan-out of media tracks between participants, with aiortc's ``MediaRelay``.
+
+A published track (from a WebRTC publisher, or a SIP bridge's own ``MediaStreamTrack``) gets one
+relay; every consumer calls :func:`subscribe` for its own copy. :func:`keep_draining` makes sure
+the source is read even with no subscribers, because aiortc's remote tracks queue frames without
+bound until someone reads them.
+
+aiortc is not an SFU: received audio is decoded once and re-encoded per subscriber. That is fine
+for a few participants per room and for bridging calls; forwarding RTP unchanged would be the
+step for large rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
+
+_relays: weakref.WeakKeyDictionary[MediaStreamTrack, MediaRelay] = weakref.WeakKeyDictionary()
+_drains: set[asyncio.Task[None]] = set()
+
+
+def subscribe(track: MediaStreamTrack, buffered: bool = False) -> MediaStreamTrack:
+    """A new consumer's copy of ``track``; stop it when done."""
+    relay = _relays.get(track)
+    if relay is None:
+        relay = _relays[track] = MediaRelay()
+    return relay.subscribe(track, buffered=buffered)
+
+
+def keep_draining(track: MediaStreamTrack) -> None:
+    """Read ``track`` until it ends, discarding frames (see the module docstring)."""
+    proxy = subscribe(track)
+
+    async def drain() -> None:
+        try:
+            while True:
+                await proxy.recv()
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+        finally:
+            proxy.stop()
+
+    task = asyncio.ensure_future(drain())
+    _drains.add(task)
+    task.add_done_callback(_drains.discard)
