@@ -178,3 +178,17 @@ def test_rule_validation_and_conflicts() -> None:
         m.check_rule_conflicts([direct("SDR_a", "a"), direct("", "b")])
     m.check_rule_conflicts([direct("SDR_a", "a"), direct("", "b", pin="1")])
     m.check_rule_conflicts([direct("SDR_a", "a"), direct("", "b", trunk_ids=["ST_1"])])
+
+
+def test_roomtone_trunk_options_in_metadata() -> None:
+    from roomtone.telephony.options import TrunkOptions, trunk_options
+
+    assert trunk_options("plain text") == TrunkOptions()
+    assert trunk_options('{"other": 1}') == TrunkOptions()
+    opts = trunk_options('{"roomtone": {"dtmf_mode": "info", "allow_sip_to_sip": true}}')
+    assert opts.dtmf_mode == "info" and opts.allow_sip_to_sip and opts.publish_pre_join
+    assert trunk_options('{"roomtone": {"dtmf_mode": "smoke"}}').dtmf_mode == "auto"
+    with pytest.raises(m.ConfigError, match="dtmf_mode"):
+        m.validate_inbound_trunk(trunk("", numbers=["+1"], metadata='{"roomtone": {"dtmf_mode": "x"}}'))
+    with pytest.raises(m.ConfigError, match="unknown option"):
+        m.validate_inbound_trunk(trunk("", numbers=["+1"], metadata='{"roomtone": {"dtmf_mod": "info"}}'))

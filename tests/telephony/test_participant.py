@@ -24,8 +24,8 @@ class RecordingLeg:
     async def send_dtmf(self, digits: str, method: str | None = None) -> Any:
         self.sent.append((digits, method))
 
-    async def hangup(self, reason: str = "") -> None:
-        self.hung_up.append(reason)
+    async def hangup(self) -> None:
+        self.hung_up.append("hangup")
 
 
 async def settle() -> None:
@@ -40,9 +40,9 @@ async def test_phone_digits_pre_join_buffer_and_room_relay() -> None:
     leg = RecordingLeg()
     bridge = SipParticipant(leg, rooms, call_id="SCL_1")
     # pressed during the PIN prompt, before joining
-    bridge.phone_dtmf_start("5", 5, "rfc4733", at=100.0)
-    bridge.phone_dtmf_end("5", 5, "rfc4733", 90, wall_start=100.0)
-    bridge.phone_dtmf_end("#", 11, "info", 100, wall_start=101.0)
+    bridge.phone_dtmf_start("5", 5, "rfc4733", 10.0, wall=100.0)
+    bridge.phone_dtmf_end("5", 5, "rfc4733", 90, 10.0)
+    bridge.phone_dtmf_end("#", 11, "info", 100, 11.0, wall=101.0)
     await bridge.join("r", "sip_+1", name="Phone +1", metadata="", attributes={"sip.callID": "SCL_1"})
     await settle()
     dtmf = [(p.participant_identity, p.sip_dtmf.digit) for p in seen if p.WhichOneof("value") == "sip_dtmf"]
@@ -55,10 +55,10 @@ async def test_phone_digits_pre_join_buffer_and_room_relay() -> None:
 
     # after joining: each press once, digit at start, detail at end
     seen.clear()
-    bridge.phone_dtmf_start("A", 12, "inband", at=200.0)
+    bridge.phone_dtmf_start("A", 12, "inband", 20.0, wall=200.0)
     await settle()
     assert [p.sip_dtmf.digit for p in seen] == ["A"]
-    bridge.phone_dtmf_end("A", 12, "inband", 150, wall_start=200.0)
+    bridge.phone_dtmf_end("A", 12, "inband", 150, 20.01)
     await settle()
     assert len(seen) == 2 and json.loads(seen[1].user.payload)["duration_ms"] == 150
 
@@ -76,7 +76,7 @@ async def test_phone_digits_pre_join_buffer_and_room_relay() -> None:
     # RemoveParticipant hangs up
     await rooms.remove_participant("r", "sip_+1")
     await settle()
-    assert leg.hung_up == ["removed from room"] and bridge.closed
+    assert leg.hung_up == ["hangup"] and bridge.closed
     await rooms.close()
 
 
@@ -87,8 +87,8 @@ async def test_sip_to_sip_relay_is_off_unless_enabled_and_phone_hangup_leaves() 
     b = SipParticipant(leg_b, rooms, call_id="B", options=BridgeOptions(allow_sip_to_sip=True))
     await a.join("r", "sip_a", name="", metadata="", attributes={})
     await b.join("r", "sip_b", name="", metadata="", attributes={})
-    a.phone_dtmf_start("1", 1, "rfc4733")
-    b.phone_dtmf_start("2", 2, "rfc4733")
+    a.phone_dtmf_start("1", 1, "rfc4733", 1.0)
+    b.phone_dtmf_start("2", 2, "rfc4733", 1.0)
     await settle()
     assert leg_a.sent == [] and leg_b.sent == [("1", None)]
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from livekit.protocol.sip import SIPDispatchRuleInfo, SIPInboundTrunkInfo, SIPOutboundTrunkInfo
 
 from roomtone.telephony.ids import random_suffix
+from roomtone.telephony.options import validate_trunk_metadata
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,15 @@ def _check_header_maps(*maps: tuple[str, Mapping[str, str]]) -> None:
                 raise ConfigError(f"{label}: {key!r} is not a valid SIP header name")
 
 
+def _check_options(metadata: str) -> None:
+    try:
+        validate_trunk_metadata(metadata)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def validate_inbound_trunk(trunk: SIPInboundTrunkInfo) -> None:
+    _check_options(trunk.metadata)
     has_auth = bool(trunk.auth_username or trunk.auth_password)
     if has_auth and not (trunk.auth_username and trunk.auth_password):
         raise ConfigError("auth_username and auth_password must be set together")
@@ -131,6 +140,7 @@ def validate_inbound_trunk(trunk: SIPInboundTrunkInfo) -> None:
 
 
 def validate_outbound_trunk(trunk: SIPOutboundTrunkInfo) -> None:
+    _check_options(trunk.metadata)
     address = trunk.address.strip()
     if not address:
         raise ConfigError("address: no outbound address specified")

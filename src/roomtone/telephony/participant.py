@@ -45,7 +45,7 @@ class PhoneLeg(Protocol):
         """Queue digits toward the phone (``method`` None = the trunk's mode); must not block."""
         ...
 
-    async def hangup(self, reason: str = "") -> None: ...
+    async def hangup(self) -> None: ...
 
 
 @dataclass
@@ -55,11 +55,12 @@ class BridgeOptions:
     dtmf_method: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Press:
     digit: str
     code: int
     method: str
+    start: float  # the call's clock, to pair a press's start with its end
     wall_start: float
     published: bool = False
 
@@ -83,7 +84,7 @@ class SipParticipant:
         self.closed = False
         self._on_closed = on_closed
         self._pre_join: list[tuple[_Press, int | None]] = []  # (press, duration_ms once known)
-        self._open_presses: dict[tuple[int, float], _Press] = {}
+        self._open_presses: list[_Press] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.relayed_to_phone: list[str] = []
 
@@ -168,22 +169,23 @@ class SipParticipant:
 
     # ---- phone side
 
-    def phone_dtmf_start(self, digit: str, code: int, method: str, at: float | None = None) -> None:
-        """A key press began on the phone (publish at once for low latency)."""
-        press = _Press(digit, code, method, time.time() if at is None else at)
-        self._open_presses[(code, round(press.wall_start, 3))] = press
+    def phone_dtmf_start(self, digit: str, code: int, method: str, start: float, wall: float | None = None) -> None:
+        """A key press began on the phone (published at once, for latency). ``start``: call clock."""
+        press = _Press(digit, code, method, start, time.time() if wall is None else wall)
+        self._open_presses.append(press)
+        del self._open_presses[:-16]
         if self.participant is None:
             self._buffer(press, None)
             return
         self._publish_dtmf(press)
 
     def phone_dtmf_end(
-        self, digit: str, code: int, method: str, duration_ms: int | None, wall_start: float | None = None
+        self, digit: str, code: int, method: str, duration_ms: int | None, start: float, wall: float | None = None
     ) -> None:
-        """A key press ended (or arrived whole, e.g. SIP INFO): publish the detail, and the digit if not yet."""
-        press = self._match_open(code, wall_start)
+        """A key press ended (or arrived whole): publish its detail, and the digit if not yet."""
+        press = self._match_open(code, start)
         if press is None:
-            press = _Press(digit, code, method, time.time() if wall_start is None else wall_start)
+            press = _Press(digit, code, method, start, time.time() if wall is None else wall)
             if self.participant is None:
                 self._buffer(press, duration_ms)
                 return
@@ -195,13 +197,12 @@ class SipParticipant:
             return
         self._publish_detail(press, duration_ms, pre_join=False)
 
-    def _match_open(self, code: int, wall_start: float | None) -> _Press | None:
-        candidates = [k for k in self._open_presses if k[0] == code]
-        if not candidates:
-            return None
-        if wall_start is not None:
-            candidates.sort(key=lambda k: abs(k[1] - wall_start))
-        return self._open_presses.pop(candidates[0])
+    def _match_open(self, code: int, start: float) -> _Press | None:
+        for press in self._open_presses:
+            if press.code == code and abs(press.start - start) < 0.5:
+                self._open_presses.remove(press)
+                return press
+        return None
 
     def _buffer(self, press: _Press, duration_ms: int | None) -> None:
         if not self.options.publish_pre_join:
@@ -227,7 +228,7 @@ class SipParticipant:
         buffered, self._pre_join = self._pre_join, []
         for press, duration_ms in buffered:
             self._publish_dtmf(press)
-            if duration_ms is not None or press not in self._open_presses.values():
+            if duration_ms is not None or press not in self._open_presses:
                 self._publish_detail(press, duration_ms, pre_join=True)
         if buffered:
             log.info("call %s: published %d digit(s) pressed before joining", self.call_id, len(buffered))
@@ -264,7 +265,7 @@ class SipParticipant:
                 log.info("call %s: leaving the room failed: %s", self.call_id, exc)
         if hangup:
             try:
-                await self.leg.hangup(reason)
+                await self.leg.hangup()
             except Exception as exc:
                 log.info("call %s: hangup failed: %s", self.call_id, exc)
         log.info("call %s ended: %s", self.call_id, reason)
