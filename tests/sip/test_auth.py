@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from roomtone.sip import sdp
 from roomtone.sip.auth import (
+    MD5_ONLY,
     AuthError,
     AuthStatus,
     Challenge,
@@ -313,24 +314,30 @@ def test_round_trip_any_user(user, password, uri):
 # --------------------------------------------------------------------------- real peers
 
 
-def challenging_uas(challenger: Challenger, results: list, users: dict[str, str]) -> RawUas:
-    """A loopback UAS that challenges INVITEs with our Challenger and answers with our SDP."""
+def challenging_uas(challenger: Challenger, results: list, users: dict[str, str], proxy: bool = False) -> RawUas:
+    """A loopback UAS that challenges INVITEs with our Challenger and answers with our SDP.
+
+    ``proxy``: challenge as a proxy (407, Proxy-Authenticate / Proxy-Authorization).
+    """
+    code, reason = (407, "Proxy Authentication Required") if proxy else (401, "Unauthorized")
+    ask, answer_header = ("Proxy-Authenticate", "proxy-authorization") if proxy else (
+        "WWW-Authenticate", "authorization")
 
     rtp_port = free_port(span=2, tcp=False)
 
     def policy(req: RawMessage) -> list[bytes]:
         now = time.time()
         if req.method == "INVITE":
-            header = req.header("authorization")
+            header = req.header(answer_header)
             if header is None:
-                challenge = [("WWW-Authenticate", v) for v in challenger.challenge(now)]
-                return [response(req, 401, "Unauthorized", extra=challenge)]
+                challenge = [(ask, v) for v in challenger.challenge(now)]
+                return [response(req, code, reason, extra=challenge)]
             result = challenger.verify(header, "INVITE", req.uri, now, lambda u, r: users.get(u))
             results.append((result, header))
             if not result.ok:
                 if result.stale:
-                    challenge = [("WWW-Authenticate", v) for v in challenger.challenge(now, stale=True)]
-                    return [response(req, 401, "Unauthorized", extra=challenge)]
+                    challenge = [(ask, v) for v in challenger.challenge(now, stale=True)]
+                    return [response(req, code, reason, extra=challenge)]
                 return [response(req, 403, "Forbidden")]
             offer = sdp.parse_sdp(req.body)
             assert not isinstance(offer, sdp.SdpError), offer
@@ -366,6 +373,19 @@ def test_sipp_answers_our_md5_challenge():
 
 
 @pytest.mark.interop
+def test_sipp_answers_a_proxy_challenge_407():
+    results: list = []
+    ch = Challenger("roomtone", SECRET, algorithms=MD5_ONLY)
+    with challenging_uas(ch, results, {"alice": "wonderland"}, proxy=True) as uas:
+        result = run_sipp(uac_scenario(auth_code=407, hold_ms=50), f"127.0.0.1:{uas.port}",
+                          auth=("alice", "wonderland"), timeout=10,
+                          extra=("-auth_uri", f"service@127.0.0.1:{uas.port}"))
+        assert result.ok, result.report()
+        assert "Proxy-Authorization: Digest" in result.messages
+    assert [r.status for r, _ in results] == [AuthStatus.OK]
+
+
+@pytest.mark.interop
 def test_pjsua2_answers_sha256_challenge_when_offered_first():
     results: list = []
     ch = Challenger("roomtone", SECRET)  # SHA-256 then MD5, as two WWW-Authenticate headers
@@ -394,3 +414,31 @@ def test_baresip_answers_our_challenge_and_wrong_password_is_refused():
             closed = phone.wait_event("CALL_CLOSED")
             assert "403" in str(closed.get("param")), closed
     assert [r.status for r, _ in results] == [AuthStatus.OK, AuthStatus.BAD_PASSWORD], results
+
+
+@pytest.mark.interop
+def test_measured_algorithm_order_compatibility():
+    """Facts the MD5_ONLY advice rests on: which offer orders each old client survives.
+
+    pjsua2 answers the first challenge; SIPp 3.6.1 needs MD5 first; baresip 1.0.0 needs MD5 alone.
+    If a packaged client changes, this test says so and the advice in auth.py should change too.
+    """
+    outcomes: dict[tuple[str, tuple[str, ...]], bool] = {}
+    for algs in (("SHA-256", "MD5"), ("MD5", "SHA-256"), MD5_ONLY):
+        results: list = []
+        ch = Challenger("roomtone", SECRET, algorithms=algs)
+        with challenging_uas(ch, results, {"alice": "wonderland"}) as uas:
+            sipp_result = run_sipp(uac_scenario(auth_code=401, hold_ms=50), f"127.0.0.1:{uas.port}",
+                                   auth=("alice", "wonderland"), timeout=5,
+                                   extra=("-auth_uri", f"service@127.0.0.1:{uas.port}"))
+            outcomes["sipp", algs] = sipp_result.ok
+            with baresip_phone(auth=("alice", "wonderland")) as phone:
+                phone.dial(uas.uri("bob"))
+                ev = phone.events.wait(lambda e: e.get("type") in ("CALL_ESTABLISHED", "CALL_CLOSED"), 10)
+                outcomes["baresip", algs] = bool(ev and ev["type"] == "CALL_ESTABLISHED")
+        assert all(r.ok for r, _ in results), results  # whatever they sent verified
+    assert outcomes == {
+        ("sipp", ("SHA-256", "MD5")): False, ("sipp", ("MD5", "SHA-256")): True, ("sipp", MD5_ONLY): True,
+        ("baresip", ("SHA-256", "MD5")): False, ("baresip", ("MD5", "SHA-256")): False,
+        ("baresip", MD5_ONLY): True,
+    }

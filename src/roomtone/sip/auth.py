@@ -24,6 +24,12 @@ Server side (challenging inbound requests)::
     result = challenger.verify(req.header("Authorization"), "INVITE", str(req.uri), now, lookup)
     if not result.ok: send 401 with challenger.challenge(now, stale=result.stale)
 
+Which algorithms to offer is a compatibility choice, measured against real clients
+(tests/sip/test_auth.py): pjsua2 2.15 answers the *first* challenge it can compute (SHA-256 when it
+comes first); SIPp 3.6.1 answers only MD5 and fails when the first challenge is SHA-256; baresip
+1.0.0 fails whenever any SHA-256 challenge is present. The default offers SHA-256 then MD5
+(RFC 8760); a trunk facing such clients should use ``algorithms=MD5_ONLY``.
+
 Nonces are stateless: base64url(issue time ‖ random ‖ HMAC-SHA256(secret, realm ‖ time ‖ random)),
 so any worker holding the secret can verify them and an expired one is answered with
 ``stale=true`` (the client retries silently with the same password). The only state is the set
@@ -54,6 +60,9 @@ except ValueError:  # pragma: no cover - depends on the OpenSSL build
 
 #: preference when a server offers several challenges: strongest first (RFC 7616 §3.7).
 PREFERENCE: tuple[str, ...] = ("SHA-512-256", "SHA-256", "MD5")
+
+#: for peers that break on SHA-256 challenges (see the module docstring)
+MD5_ONLY: tuple[str, ...] = ("MD5",)
 
 SUPPORTED_ALGORITHMS: tuple[str, ...] = tuple(
     a + s for a in PREFERENCE if a in _HASHES for s in ("", "-sess")
