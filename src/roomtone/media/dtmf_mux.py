@@ -47,6 +47,7 @@ class DtmfStart:
     code: int
     method: Method
     start: float
+    wall_start: float | None = None  # Unix time, when the session knows its wall-clock offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class DtmfEvent:
     start: float
     duration: float
     volume: int | None = None
+    wall_start: float | None = None  # Unix time, when the session knows its wall-clock offset
 
     @property
     def duration_ms(self) -> int:
@@ -76,7 +78,7 @@ class DtmfEvent:
             "method": self.method,
             "duration_ms": self.duration_ms,
             "call_id": call_id,
-            "at": self.start if at is None else at,
+            "at": at if at is not None else self.wall_start if self.wall_start is not None else self.start,
         }
 
     def to_json(self, call_id: str = "", at: float | None = None) -> str:

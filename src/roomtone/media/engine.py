@@ -65,6 +65,18 @@ class MediaStream:
     def port(self) -> int:
         return self.local[1]
 
+    def configure(self, config: SessionConfig) -> None:
+        """Apply the negotiated codec and options (see :meth:`RtpSession.configure`)."""
+        engine = self.engine
+        if self._bank_slot is not None:
+            engine._banks[self.session.codec.sample_rate].remove(self._bank_slot)
+            self._bank_slot = None
+        batched = engine.batch_detection and config.inband_detection
+        self.session.batched_detection = batched
+        self.session.configure(config, engine.now())
+        if batched:
+            self._bank_slot = engine._bank(config.codec.sample_rate).add()
+
     def set_remote(self, addr: Address) -> None:
         self.session.remote = addr
         self.session.remote_rtcp = (addr[0], addr[1] + 1)
@@ -164,14 +176,17 @@ class MediaEngine:
             raise
         stream._rtp, stream._rtcp = rtp_ep, rtcp_ep
         if batched:
-            bank = self._banks.get(cfg.codec.sample_rate)
-            if bank is None:
-                bank = self._banks[cfg.codec.sample_rate] = InbandBank(cfg.codec.sample_rate)
-            stream._bank_slot = bank.add()
+            stream._bank_slot = self._bank(cfg.codec.sample_rate).add()
         self.streams.append(stream)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="roomtone-media-clock")
         return stream
+
+    def _bank(self, rate: int) -> InbandBank:
+        bank = self._banks.get(rate)
+        if bank is None:
+            bank = self._banks[rate] = InbandBank(rate)
+        return bank
 
     def _remove(self, stream: MediaStream) -> None:
         if stream in self.streams:

@@ -33,7 +33,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -214,8 +214,8 @@ class RtpSession:
         detector: StreamingInband | None = None,
         batched_detection: bool = False,
     ) -> None:
-        self.config = cfg = config or SessionConfig()
         rng = rng or random.SystemRandom()
+        self._rng = rng
         self.ssrc = rng.getrandbits(32)
         self._seq = rng.getrandbits(16)
         self._ts = rng.getrandbits(32)
@@ -223,6 +223,29 @@ class RtpSession:
         self.remote_rtcp = remote_rtcp or (None if remote is None else (remote[0], remote[1] + 1))
         self.stats = SessionStats()
         self.closed = False
+        self._wall = wallclock_offset
+        self._started = now
+        self._next_tick = now
+        self._last_rx = now
+        self._timeout_reported = False
+        self._events: list[object] = []
+        self._out: list[tuple[bytes, Address, bool]] = []
+        self.dedup = DtmfDeduplicator()
+        self.rfc4733_anomalies = 0
+        self._jobs: deque[DtmfSendJob] = deque()
+        self._active_job: DtmfSendJob | None = None
+        self._inband_tx: InbandDtmfSender | None = None
+        self._custom_detector = detector
+        self.batched_detection = batched_detection
+        self.configure(config or SessionConfig(), now)
+
+    def configure(self, config: SessionConfig, now: float | None = None) -> None:
+        """(Re)build everything that depends on the negotiated codec and options.
+
+        A call opens its session (and port) before the SDP answer says which codec and payload
+        types were agreed, then configures it. SSRC, sequence and timestamp carry on.
+        """
+        self.config = cfg = config
         codec = cfg.codec
         self.codec = codec
         self.frame_samples = codec.frame_samples(cfg.ptime_ms)
@@ -230,12 +253,8 @@ class RtpSession:
         self.ptime = cfg.ptime_ms / 1000
         self._encoder = codec.new_encoder()
         self._decoder = codec.new_decoder()
-        self._wall = wallclock_offset
-        self._started = now
-        self._next_tick = now
-        self._next_rtcp = now + cfg.rtcp_interval / 2
-        self._last_rx = now
-        self._timeout_reported = False
+        if now is not None:
+            self._next_rtcp = now + cfg.rtcp_interval / 2
         self._out_pcm: deque[np.ndarray] = deque()
         self._out_pcm_samples = 0
         self._silence = np.zeros(self.frame_samples, dtype=np.int16)
@@ -250,30 +269,27 @@ class RtpSession:
         self._write_pos = 0  # stream sample index where the next decoded frame lands
         self._ts_anchor: tuple[int, int] | None = None  # (rtp timestamp, stream sample index)
         self._received_audio: deque[np.ndarray] = deque(maxlen=cfg.received_audio_frames)
-        self._events: list[object] = []
-        self._out: list[tuple[bytes, Address, bool]] = []
         # DTMF
-        self.dedup = DtmfDeduplicator()
         self._rx4733 = rfc4733.Receiver(codec.clock_rate)
         self._rx_starts: dict[tuple[int, int, int], float] = {}  # (ssrc, ts, code) -> arrival time
-        self.rfc4733_anomalies = 0
         self._tx4733: rfc4733.Sender | None = None
         if cfg.telephone_event_pt is not None:
             self._tx4733 = self._new_sender(cfg.tone_ms, cfg.gap_ms, cfg.volume)
-        self._jobs: deque[DtmfSendJob] = deque()
-        self._active_job: DtmfSendJob | None = None
-        self._inband_tx: InbandDtmfSender | None = None
         self._inband_open: dict[int, int] = {}  # code -> stream start sample of an open in-band tone
-        self.batched_detection = batched_detection
         self._detector: StreamingInband | None = None
-        if cfg.inband_detection and not batched_detection:
-            self._detector = detector or StreamingInband(codec.sample_rate)
+        if cfg.inband_detection and not self.batched_detection:
+            self._detector = self._custom_detector or StreamingInband(codec.sample_rate)
         self._suppressor: ToneSuppressor | None = None
         if cfg.suppress_tones:
             self._suppressor = ToneSuppressor(
                 delay_samples=int(cfg.suppress_delay * codec.sample_rate),
                 margin_samples=codec.sample_rate // 100,
             )
+
+    @property
+    def wallclock_offset(self) -> float:
+        """Add to this session's clock to get Unix time."""
+        return self._wall
 
     # ------------------------------------------------------------------ application side
     def send_audio(self, pcm: np.ndarray) -> None:
@@ -469,9 +485,7 @@ class RtpSession:
             start_time = now - (end_pos - start) / rate - self.config.jitter_delay
             if kind == "started":
                 self._inband_open[code] = start
-                started = self.dedup.started(code, "inband", start_time)
-                if started is not None:
-                    self._events.append(started)
+                self._emit_start(code, "inband", start_time)
                 if self._suppressor is not None:
                     self._suppressor.mute(start, None)
             else:
@@ -644,9 +658,7 @@ class RtpSession:
                 self._rx_starts[(ev.ssrc, ev.timestamp, ev.code)] = ev.at
                 if len(self._rx_starts) > 64:
                     self._rx_starts.pop(next(iter(self._rx_starts)))
-                started = self.dedup.started(ev.code, "rfc4733", ev.at)
-                if started is not None:
-                    self._events.append(started)
+                self._emit_start(ev.code, "rfc4733", ev.at)
                 if self._suppressor is not None:
                     self._suppressor.mute(self._stream_pos(ev.timestamp), None)
             elif isinstance(ev, rfc4733.DigitEnded):
@@ -662,7 +674,12 @@ class RtpSession:
     def _emit_end(self, code: int, method: Method, start: float, duration: float, volume: int | None) -> None:
         event = self.dedup.ended(code, method, start, duration, volume)
         if event is not None:
-            self._events.append(event)
+            self._events.append(replace(event, wall_start=event.start + self._wall))
+
+    def _emit_start(self, code: int, method: Method, start: float) -> None:
+        started = self.dedup.started(code, method, start)
+        if started is not None:
+            self._events.append(replace(started, wall_start=start + self._wall))
 
 
 __all__ = [

@@ -1,0 +1,477 @@
+"""A call with media: a SIP dialog (``sip.ua``) plus its RTP session and DTMF both ways.
+
+The API the rest of roomtone (and the ``roomtone sip call/answer`` test phone) uses::
+
+    engine = MediaEngine("127.0.0.1", PortAllocator(20000, 30000))
+    call = await place_call(ua, engine, "sip:bob@198.51.100.2", CallOptions())   # answered
+    # or, for an incoming INVITE:  call = await answer_call(sip_call, engine, CallOptions())
+
+    await call.send_dtmf("12w3#", method="auto")   # returns once sent; queued per call
+    call.on_dtmf = lambda ev: ...                  # DtmfEvent: one per key press, any method
+    call.on_dtmf_start = lambda st: ...            # DtmfStart: as soon as a press begins
+    async for ev in call.dtmf_events(): ...        # the same DtmfEvents as an iterator
+    call.send_audio(pcm)                           # int16 at call.sample_rate, paced by us
+    call.on_audio = lambda frame: ...              # received 20 ms frames (tones muted)
+    call.add_listener(lambda call: call.state)     # "established" -> "ended"
+    await call.hangup(); await call.wait_ended(); call.end_reason
+
+Sending DTMF (``send_dtmf``): ``auto`` picks RFC 4733 when telephone-event was negotiated and
+covers every digit (flash needs event 16 in the peer's range), else SIP INFO when the peer's
+``Allow`` lists INFO, else in-band tones. Requests are queued per call and played one after
+another; awaiting one never blocks other calls or the receive path. INFO digits are paced like
+tones (tone length, then gap) so receivers that time them see a natural sequence.
+
+Receiving DTMF: RFC 4733 events and in-band tones come from the media session (in-band detection
+on by default, also when telephone-event was negotiated), SIP INFO ``application/dtmf-relay`` and
+``application/dtmf`` from the dialog; a press seen by several methods is reported once
+(:mod:`roomtone.media.dtmf_mux`). A malformed INFO body gets 400 with the reason; an INFO of
+another content type gets 415.
+
+The call hangs up by itself on a media timeout (no RTP/RTCP for ``media_timeout`` seconds) and
+closes its media when the dialog ends for any reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from roomtone.dtmf.digits import DtmfError, Pause, Step, Tone, parse_sequence
+from roomtone.media.codecs import codec_by_name
+from roomtone.media.dtmf_mux import DtmfEvent, DtmfStart, Method
+from roomtone.media.engine import MediaEngine, MediaStream
+from roomtone.media.session import MediaTimeout, SessionConfig
+from roomtone.sip import sdp as sdp_mod
+from roomtone.sip.message import Request, Response
+from roomtone.sip.ua import Call as SipCall
+from roomtone.sip.ua import CallFailed, CallState, Reply, UserAgent
+
+log = logging.getLogger(__name__)
+
+SendMethod = Literal["auto", "rfc4733", "info", "inband"]
+METHODS = ("auto", "rfc4733", "info", "inband")
+
+
+@dataclass
+class CallOptions:
+    """Per-call media and DTMF settings (a trunk fills these in later)."""
+
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    telephone_event: bool = True
+    dtmf_method: SendMethod = "auto"
+    tone_ms: int = 160
+    gap_ms: int = 120
+    volume: int = 10
+    inband_detection: bool = True
+    suppress_tones: bool = True
+    audio_during_events: Literal["suppress", "keep"] = "suppress"
+    symmetric_rtp: bool = True
+    media_timeout: float | None = 30.0
+    jitter_delay: float = 0.06
+
+    def session_config(self, negotiated: sdp_mod.NegotiatedAudio, cname: str) -> SessionConfig:
+        return SessionConfig(
+            codec=codec_by_name(negotiated.codec.name),
+            payload_type=negotiated.payload_type,
+            ptime_ms=20,
+            telephone_event_pt=negotiated.telephone_event_pt if self.telephone_event else None,
+            symmetric_rtp=self.symmetric_rtp,
+            media_timeout=self.media_timeout,
+            jitter_delay=self.jitter_delay,
+            audio_during_events=self.audio_during_events,
+            inband_detection=self.inband_detection,
+            suppress_tones=self.suppress_tones,
+            tone_ms=self.tone_ms,
+            gap_ms=self.gap_ms,
+            volume=self.volume,
+            cname=cname,
+        )
+
+    def capabilities(self) -> sdp_mod.AudioCapabilities:
+        return sdp_mod.AudioCapabilities(codecs=self.codecs, telephone_event=self.telephone_event)
+
+
+@dataclass(frozen=True)
+class DtmfSent:
+    """What ``send_dtmf`` did: the digits (canonical) and the method actually used."""
+
+    digits: str
+    method: Method
+
+
+class MediaCall:
+    """One call with media. Build it with :func:`place_call` or :func:`answer_call`."""
+
+    def __init__(self, sip: SipCall, stream: MediaStream, negotiated: sdp_mod.NegotiatedAudio,
+                 sdp_session: sdp_mod.SdpSession, options: CallOptions, peer_allow: str | None) -> None:
+        self.sip = sip
+        self.stream = stream
+        self.negotiated = negotiated
+        self.options = options
+        self.peer_allow = peer_allow
+        self._sdp = sdp_session
+        self.on_dtmf: Callable[[DtmfEvent], Any] | None = None
+        self.on_dtmf_start: Callable[[DtmfStart], Any] | None = None
+        self._dtmf_queue: asyncio.Queue[DtmfEvent | None] = asyncio.Queue()
+        self._send_queue: asyncio.Queue[tuple[list[Step], Method, int, int, int, asyncio.Future[None]]] = (
+            asyncio.Queue())
+        self._sender: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[MediaCall], Any]] = []
+        self.received: list[DtmfEvent] = []
+        stream.on_event = self._on_media_event
+        sip.on_request = self._on_request
+        sip.add_listener(self._on_sip_state)
+        if sip.ended:
+            self._close_media()
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def call_id(self) -> str:
+        return self.sip.call_id
+
+    @property
+    def state(self) -> str:
+        """``established`` or ``ended`` (the SIP call's state once answered)."""
+        return self.sip.state.value
+
+    @property
+    def ended(self) -> bool:
+        return self.sip.ended
+
+    @property
+    def end_reason(self) -> str | None:
+        return self.sip.end_reason
+
+    @property
+    def sample_rate(self) -> int:
+        return self.stream.session.codec.sample_rate
+
+    @property
+    def telephone_event(self) -> bool:
+        return self.stream.session.config.telephone_event_pt is not None
+
+    @property
+    def peer_allows_info(self) -> bool:
+        if not self.peer_allow:
+            return False
+        return "INFO" in {m.strip().upper() for m in self.peer_allow.split(",")}
+
+    def add_listener(self, callback: Callable[[MediaCall], Any]) -> None:
+        """``callback(call)`` on every state change (established -> ended)."""
+        self._listeners.append(callback)
+
+    # ------------------------------------------------------------------ audio
+    def send_audio(self, pcm: np.ndarray) -> None:
+        """Queue int16 samples at :attr:`sample_rate`; they go out in 20 ms frames."""
+        self.stream.send_audio(pcm)
+
+    @property
+    def on_audio(self) -> Callable[[np.ndarray], None] | None:
+        return self.stream.on_audio
+
+    @on_audio.setter
+    def on_audio(self, fn: Callable[[np.ndarray], None] | None) -> None:
+        self.stream.on_audio = fn
+
+    # ------------------------------------------------------------------ DTMF out
+    def choose_method(self, steps: list[Step], method: str | None = None) -> Method:
+        """The method ``send_dtmf`` will use (see the module docstring); raises ValueError."""
+        wanted = method or self.options.dtmf_method
+        if wanted not in METHODS:
+            raise ValueError(f"unknown DTMF method {wanted!r}; use one of {', '.join(METHODS)}")
+        codes = {s.code for s in steps if isinstance(s, Tone)}
+        if wanted == "auto":
+            if self.telephone_event and codes <= set(self.negotiated.telephone_events):
+                return "rfc4733"
+            if self.peer_allows_info:
+                return "info"
+            if 16 in codes:
+                raise ValueError("flash (R) cannot be sent: the peer takes neither telephone-event 16 "
+                                 "nor INFO, and flash has no in-band tone")
+            return "inband"
+        if wanted == "rfc4733":
+            if not self.telephone_event:
+                raise ValueError("telephone-event was not negotiated on this call; use info or inband")
+            missing = codes - set(self.negotiated.telephone_events)
+            if missing:
+                raise ValueError(f"the peer's telephone-event range does not include {sorted(missing)}")
+        if wanted == "inband" and 16 in codes:
+            raise ValueError("flash (R) has no in-band tone; send it by rfc4733 or info")
+        return wanted  # type: ignore[return-value]
+
+    async def send_dtmf(self, digits: str, method: str | None = "auto", *, tone_ms: int | None = None,
+                        gap_ms: int | None = None, volume: int | None = None) -> DtmfSent:
+        """Send ``digits`` (``"12w3#"``: pauses ``w``/``,`` 0.5 s, ``W`` 1 s); return when sent.
+
+        ``method`` None uses the call's configured method. Raises :class:`DtmfError` for a bad
+        digit and ``ValueError`` when the method cannot carry the digits; nothing is sent then.
+        Raises :class:`CallFailed` if the call ends before the digits went out.
+        """
+        steps = parse_sequence(digits)
+        chosen = self.choose_method(steps, method)
+        tone = self.options.tone_ms if tone_ms is None else tone_ms
+        gap = self.options.gap_ms if gap_ms is None else gap_ms
+        vol = self.options.volume if volume is None else volume
+        if not 10 <= tone <= 10000 or not 0 <= gap <= 10000 or not 0 <= vol <= 63:
+            raise ValueError("tone length must be 10-10000 ms, gap 0-10000 ms, volume 0-63")
+        if self.ended:
+            raise CallFailed(481, f"call ended ({self.end_reason})")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._send_queue.put_nowait((steps, chosen, tone, gap, vol, fut))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_worker())
+        await fut
+        text = "".join(s.digit if isinstance(s, Tone) else "" for s in steps)
+        return DtmfSent(text, chosen)
+
+    async def _send_worker(self) -> None:
+        while not self._send_queue.empty():
+            steps, method, tone, gap, vol, fut = self._send_queue.get_nowait()
+            if fut.done():
+                continue
+            try:
+                if method == "info":
+                    await self._send_info(steps, tone, gap)
+                else:
+                    job = self.stream.session.queue_dtmf(steps, method, tone, gap, vol)
+                    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+                    def finished(j: object, done: asyncio.Future[None] = done) -> None:
+                        if not done.done():
+                            done.set_result(None)
+
+                    job.add_done_callback(finished)
+                    ended = asyncio.ensure_future(self.sip.wait_ended())
+                    try:
+                        await asyncio.wait([done, ended], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        ended.cancel()
+                    if not job.done:
+                        raise CallFailed(481, f"call ended before the digits were sent ({self.end_reason})")
+                if not fut.done():
+                    fut.set_result(None)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    async def _send_info(self, steps: list[Step], tone_ms: int, gap_ms: int) -> None:
+        for i, step in enumerate(steps):
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+                continue
+            from roomtone.dtmf import info as dtmf_info  # type: ignore[attr-defined]
+
+            body = dtmf_info.format_dtmf_relay(step.code, tone_ms)
+            resp = await self.sip.info(body.encode(), "application/dtmf-relay")
+            if not 200 <= resp.status < 300:
+                raise CallFailed(resp.status, f"INFO for {step.digit!r} refused: {resp.status} {resp.reason}")
+            # pace like a key press: the tone's length, then the gap (none after the last digit)
+            await asyncio.sleep((tone_ms + (gap_ms if i + 1 < len(steps) else 0)) / 1000)
+
+    def cancel_dtmf(self) -> None:
+        """Drop queued digits; a tone already on the wire is ended properly."""
+        while not self._send_queue.empty():
+            *_, fut = self._send_queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(asyncio.CancelledError())
+        self.stream.session.cancel_dtmf()
+
+    # ------------------------------------------------------------------ DTMF in
+    async def dtmf_events(self) -> AsyncIterator[DtmfEvent]:
+        """Each received key press once, until the call ends."""
+        while True:
+            ev = await self._dtmf_queue.get()
+            if ev is None:
+                return
+            yield ev
+
+    def _deliver(self, ev: object) -> None:
+        if isinstance(ev, DtmfEvent):
+            self.received.append(ev)
+            self._dtmf_queue.put_nowait(ev)
+            log.info("call %s: DTMF %s by %s (%d ms)", self.call_id, ev.digit, ev.method, ev.duration_ms)
+            if self.on_dtmf is not None:
+                self.on_dtmf(ev)
+        elif isinstance(ev, DtmfStart):
+            if self.on_dtmf_start is not None:
+                self.on_dtmf_start(ev)
+
+    def _on_media_event(self, ev: object) -> None:
+        if isinstance(ev, MediaTimeout):
+            log.warning("call %s: no media for %.1f s, hanging up", self.call_id, ev.silent_for)
+            asyncio.get_running_loop().create_task(self._hangup_timeout())
+            return
+        self._deliver(ev)
+
+    async def _hangup_timeout(self) -> None:
+        try:
+            await self.sip.hangup()
+        except CallFailed:
+            pass
+
+    def _on_request(self, call: SipCall, req: Request) -> Reply | int | None:
+        if req.method == "INFO":
+            return self._on_info(req)
+        if req.method == "INVITE" and req.body:
+            return self._on_reinvite(req)
+        return None
+
+    def _on_info(self, req: Request) -> Reply | int:
+        ctype = (req.content_type or "").split(";")[0].strip().lower()
+        if ctype not in ("application/dtmf-relay", "application/dtmf"):
+            if not req.body:
+                return 200  # an empty INFO is a keep-alive some PBXs send
+            log.info("call %s: INFO with unsupported body type %r", self.call_id, ctype)
+            return Reply(415, headers=[("Accept", "application/dtmf-relay, application/dtmf")])
+        from roomtone.dtmf import info as dtmf_info  # type: ignore[attr-defined]
+
+        parsed = dtmf_info.parse_info(ctype, req.body)
+        if isinstance(parsed, dtmf_info.InfoError):
+            log.info("call %s: bad DTMF INFO body: %s", self.call_id, parsed.reason)
+            return Reply(400, reason=f"Bad DTMF body: {parsed.reason}"[:120])
+        duration = (parsed.duration_ms if parsed.duration_ms is not None else self.options.tone_ms) / 1000
+        session = self.stream.session
+        session.info_dtmf(parsed.code, duration, self.stream.engine.now())
+        for ev in session.take_events():
+            self._deliver(ev)
+        return 200
+
+    def _on_reinvite(self, req: Request) -> Reply | int | None:
+        offer = sdp_mod.parse_sdp(req.body)
+        if isinstance(offer, sdp_mod.SdpError):
+            return Reply(400, reason=f"Bad SDP: {offer}"[:120])
+        answer = self._sdp.answer(offer)
+        if isinstance(answer, sdp_mod.Rejection):
+            return Reply(answer.status, reason=answer.reason[:120])
+        neg = answer.audio
+        if (neg.remote_address, neg.remote_port) != self.stream.session.remote and neg.remote_port:
+            if neg.remote_address not in ("0.0.0.0", "::"):
+                self.stream.set_remote((neg.remote_address, neg.remote_port))
+        return Reply(200, body=bytes(answer.sdp), content_type="application/sdp")
+
+    # ------------------------------------------------------------------ ending
+    def _on_sip_state(self, call: SipCall) -> None:
+        if call.state is CallState.ENDED:
+            self._close_media()
+        for cb in list(self._listeners):
+            try:
+                cb(self)
+            except Exception:
+                log.exception("call listener failed")
+
+    def _close_media(self) -> None:
+        if not self.stream.closed:
+            self.stream.close()
+        self._dtmf_queue.put_nowait(None)
+        while not self._send_queue.empty():
+            *_, fut = self._send_queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(CallFailed(481, f"call ended ({self.end_reason})"))
+
+    async def hangup(self) -> None:
+        """End the call (BYE, or CANCEL/reject if not answered) and release its media."""
+        try:
+            await self.sip.hangup()
+        finally:
+            self._close_media()
+
+    async def wait_ended(self) -> None:
+        await self.sip.wait_ended()
+
+
+# ---------------------------------------------------------------------- building calls
+
+def _allow(msg: Request | Response) -> str | None:
+    """The peer's Allow methods as one comma-separated string (None when absent)."""
+    values = msg.get_all("Allow")
+    return ", ".join(values) if values else None
+
+
+def _negotiated_config(options: CallOptions, neg: sdp_mod.NegotiatedAudio, cname: str) -> SessionConfig:
+    return options.session_config(neg, cname)
+
+
+async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: CallOptions | None = None,
+                     **invite_kwargs: Any) -> MediaCall:
+    """Call ``uri`` with an audio offer; return the answered :class:`MediaCall`.
+
+    Raises :class:`CallFailed` when the call is refused, times out, or the answer is unusable
+    (the call is hung up then).
+    """
+    options = options or CallOptions()
+    stream = await engine.open(SessionConfig(inband_detection=False))
+    try:
+        sdp_session = sdp_mod.SdpSession(engine.host, stream.port, options.capabilities())
+        offer = sdp_session.offer()
+        sip_call = await ua.invite(uri, bytes(offer), **invite_kwargs)
+        response = await sip_call.wait_answered()
+    except BaseException:
+        stream.close()
+        raise
+    answer = sdp_mod.parse_sdp(sip_call.remote_body)
+    neg = (answer if isinstance(answer, sdp_mod.SdpError)
+           else sdp_session.receive_answer(answer))
+    if not isinstance(neg, sdp_mod.NegotiatedAudio):
+        stream.close()
+        await sip_call.hangup()
+        raise CallFailed(488, f"unusable SDP answer: {neg}")
+    stream.configure(_negotiated_config(options, neg, ua.local_uri()))
+    stream.set_remote((neg.remote_address, neg.remote_port))
+    log.info("call %s to %s: %s/%d pt %d, telephone-event %s, peer RTP %s:%d", sip_call.call_id, uri,
+             neg.codec.name, neg.codec.rtp_clock, neg.payload_type, neg.telephone_event_pt,
+             neg.remote_address, neg.remote_port)
+    return MediaCall(sip_call, stream, neg, sdp_session, options, _allow(response))
+
+
+async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptions | None = None,
+                      ring: bool = True) -> MediaCall | None:
+    """Answer an incoming INVITE with media; returns None (after rejecting) when impossible.
+
+    An INVITE without SDP (offer in the ACK) is refused with 488 here: late offers are rare on
+    trunks and not supported yet.
+    """
+    options = options or CallOptions()
+    if not sip_call.remote_body:
+        await sip_call.reject(488, "No SDP offer (late offer not supported)")
+        return None
+    offer = sdp_mod.parse_sdp(sip_call.remote_body)
+    if isinstance(offer, sdp_mod.SdpError):
+        log.info("call %s: bad SDP offer: %s", sip_call.call_id, offer)
+        await sip_call.reject(400, f"Bad SDP: {offer}"[:120])
+        return None
+    try:
+        stream = await engine.open(SessionConfig(inband_detection=False))
+    except Exception as exc:
+        log.warning("call %s: no media port: %s", sip_call.call_id, exc)
+        await sip_call.reject(503, "No media port available")
+        return None
+    sdp_session = sdp_mod.SdpSession(engine.host, stream.port, options.capabilities())
+    answer = sdp_session.answer(offer)
+    if isinstance(answer, sdp_mod.Rejection):
+        stream.close()
+        log.info("call %s: offer refused: %s", sip_call.call_id, answer.reason)
+        await sip_call.reject(answer.status, answer.reason[:120])
+        return None
+    neg = answer.audio
+    stream.configure(_negotiated_config(options, neg, sip_call.ua.local_uri()))
+    stream.set_remote((neg.remote_address, neg.remote_port))
+    call = MediaCall(sip_call, stream, neg, sdp_session, options, _allow(sip_call.request))
+    try:
+        if ring:
+            await sip_call.ring()
+        await sip_call.answer(bytes(answer.sdp))
+    except CallFailed:
+        call._close_media()
+        raise
+    log.info("call %s answered: %s pt %d, telephone-event %s, peer RTP %s:%d", sip_call.call_id,
+             neg.codec.name, neg.payload_type, neg.telephone_event_pt, neg.remote_address, neg.remote_port)
+    return call
+
+
+__all__ = ["CallOptions", "DtmfError", "DtmfEvent", "DtmfSent", "DtmfStart", "MediaCall", "answer_call",
+           "place_call"]

@@ -1,0 +1,146 @@
+"""Two roomtone user agents calling each other on loopback: media, DTMF by every method, hang-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from roomtone.media.call import CallOptions, MediaCall, answer_call, place_call
+from roomtone.media.engine import MediaEngine
+from roomtone.media.ports import PortAllocator
+from roomtone.sip.ua import UserAgent
+
+
+class Pair:
+    def __init__(self) -> None:
+        self.caller_engine = MediaEngine("127.0.0.1", PortAllocator(22400, 22499))
+        self.callee_engine = MediaEngine("127.0.0.1", PortAllocator(22500, 22599))
+        self.caller_ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="alice")
+        self.callee_ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="bob")
+        self.answered: asyncio.Queue[MediaCall] = asyncio.Queue()
+        self.callee_options = CallOptions()
+
+    async def __aenter__(self) -> Pair:
+        await self.caller_ua.start()
+        await self.callee_ua.start()
+
+        async def on_invite(sip_call):
+            call = await answer_call(sip_call, self.callee_engine, self.callee_options)
+            if call is not None:
+                self.answered.put_nowait(call)
+
+        self.callee_ua.on_invite = on_invite
+        return self
+
+    async def call(self, options: CallOptions | None = None) -> tuple[MediaCall, MediaCall]:
+        caller = await place_call(self.caller_ua, self.caller_engine,
+                                  f"sip:bob@127.0.0.1:{self.callee_ua.port}", options)
+        callee = await asyncio.wait_for(self.answered.get(), 5)
+        return caller, callee
+
+    async def __aexit__(self, *exc) -> None:
+        await self.caller_ua.close()
+        await self.callee_ua.close()
+        await self.caller_engine.close()
+        await self.callee_engine.close()
+
+
+async def collect(call: MediaCall, n: int, timeout: float = 10.0) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+
+    async def run():
+        async for ev in call.dtmf_events():
+            got.append((ev.digit, ev.method))
+            if len(got) >= n:
+                return
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        pass
+    return got
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "inband"])
+async def test_digits_both_directions_by_media_methods(method):
+    async with Pair() as p:
+        caller, callee = await p.call()
+        assert caller.telephone_event and callee.telephone_event
+        sent = await caller.send_dtmf("0123456789*#ABCD", method=method, tone_ms=100, gap_ms=80)
+        assert sent.method == method and sent.digits == "0123456789*#ABCD"
+        got = await collect(callee, 16)
+        assert got == [(d, method) for d in "0123456789*#ABCD"]
+        await callee.send_dtmf("#9*1", method=method)
+        assert await collect(caller, 4) == [(d, method) for d in "#9*1"]
+        await caller.hangup()
+        await asyncio.wait_for(callee.wait_ended(), 5)
+        assert callee.end_reason == "remote BYE"
+        assert caller.stream.closed and callee.stream.closed
+
+
+async def test_auto_uses_rfc4733_when_negotiated_else_inband():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        assert caller.choose_method([]) == "rfc4733"
+        await caller.hangup()
+    async with Pair() as p:
+        p.callee_options = CallOptions(telephone_event=False)
+        caller, callee = await p.call()
+        assert not caller.telephone_event
+        # roomtone's UA lists INFO in Allow, so auto falls to INFO; without it, in-band
+        assert caller.choose_method([]) == "info"
+        caller.peer_allow = "INVITE, ACK, BYE"
+        sent = await caller.send_dtmf("42", method="auto")
+        assert sent.method == "inband"
+        assert await collect(callee, 2) == [("4", "inband"), ("2", "inband")]
+        with pytest.raises(ValueError, match="telephone-event"):
+            await caller.send_dtmf("1", method="rfc4733")
+        await caller.hangup()
+
+
+async def test_sends_are_queued_per_call_in_order_and_do_not_block_others():
+    async with Pair() as p:
+        (a1, b1), (a2, b2) = await p.call(), await p.call()
+        t1 = asyncio.ensure_future(a1.send_dtmf("123", method="rfc4733"))
+        t2 = asyncio.ensure_future(a1.send_dtmf("456", method="inband"))
+        # the other call is not held up by call 1's queue
+        await asyncio.wait_for(a2.send_dtmf("9", method="rfc4733"), 2.0)
+        assert not t2.done()
+        await asyncio.gather(t1, t2)
+        assert await collect(b1, 6) == [("1", "rfc4733"), ("2", "rfc4733"), ("3", "rfc4733"),
+                                        ("4", "inband"), ("5", "inband"), ("6", "inband")]
+        assert await collect(b2, 1) == [("9", "rfc4733")]
+
+
+async def test_audio_flows_both_ways():
+    async with Pair() as p:
+        caller, callee = await p.call(CallOptions(inband_detection=False, suppress_tones=False))
+        frames: list[np.ndarray] = []
+        callee.on_audio = frames.append
+        t = np.arange(8000) / 8000
+        caller.send_audio((5000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16))
+        await asyncio.sleep(1.3)
+        loud = sum(1 for f in frames if np.abs(f).max() > 3000)
+        assert loud >= 40
+
+
+async def test_bad_digits_are_refused_before_anything_is_sent():
+    from roomtone.dtmf.digits import DtmfError
+
+    async with Pair() as p:
+        caller, _ = await p.call()
+        with pytest.raises(DtmfError, match="'x'"):
+            await caller.send_dtmf("12x")
+        with pytest.raises(ValueError, match="flash"):
+            await caller.send_dtmf("R", method="inband")
+        assert caller.stream.session.stats.events_sent == 0
+
+
+async def test_media_timeout_hangs_up():
+    async with Pair() as p:
+        caller, callee = await p.call(CallOptions(media_timeout=0.5))
+        callee.stream.close()  # the far end stops sending media (its dialog stays up)
+        await asyncio.wait_for(caller.wait_ended(), 5)
+        assert caller.end_reason == "local BYE"
