@@ -136,3 +136,35 @@ async def test_failing_endpoint_does_not_break_the_room(caplog):
     assert ok.data[-1].sip_dtmf.code == 9
     assert "endpoint broke" in caplog.text
     await rooms.close()
+
+
+async def test_drop_warnings_are_rate_limited_but_counted(caplog):
+    rooms = RoomManager()
+    r = Recorder()
+    await rooms.join("r", "ok", endpoint=r.endpoint())
+    bad = await rooms.join("r", "bad", endpoint=Recorder().endpoint(), permission=Permission(can_publish_data=False))
+    with caplog.at_level(logging.WARNING, logger="roomtone.rooms"):
+        for _ in range(250):
+            bad.publish_dtmf(1)
+    lines = [rec for rec in caplog.records if "dropped data from bad" in rec.getMessage()]
+    assert len(lines) == 22 and "(200 packets dropped so far)" in lines[-1].getMessage()
+    assert bad.dropped_packets == 250 and r.data == []
+    await rooms.close()
+
+
+async def test_media_publication_reaches_present_and_late_endpoints():
+    rooms = RoomManager()
+    seen, removed = [], []
+    ep = CallbackEndpoint(on_track=lambda p, t, m: seen.append((p.identity, t.sid, m)),
+                          on_track_removed=lambda p, sid: removed.append((p.identity, sid)))
+    await rooms.join("r", "listener", endpoint=ep)
+    phone = await rooms.add_sip_participant("r", "phone", on_data=lambda pkt: None)
+    track = pm.TrackInfo(sid="TR_x", type=pm.AUDIO, source=pm.TrackSource.MICROPHONE)
+    media = object()
+    await phone.publish_track(track, media)
+    assert seen == [("phone", "TR_x", media)]
+    assert [(p.identity, t.sid) for p, t, _ in rooms.published_tracks("r")] == [("phone", "TR_x")]
+    assert (await rooms.get_participant("r", "phone")).tracks[0].sid == "TR_x"
+    await phone.leave()
+    assert removed == [("phone", "TR_x")] and rooms.published_tracks("r") == []
+    await rooms.close()

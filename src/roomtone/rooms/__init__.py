@@ -30,6 +30,16 @@ API for other transports (telephony, the HTTP API), all on one ``RoomManager`` (
     await p.leave()                                # DISCONNECTED update to the others
     p.sid, p.identity, p.room_name, p.info(), p.others()
 
+    # media (audio): publish an aiortc MediaStreamTrack; WebRTC subscribers get it relayed
+    await p.publish_track(models.TrackInfo(sid=new_sid("TR_"), type=models.AUDIO,
+                                           source=models.TrackSource.MICROPHONE, name="phone"), track)
+    await p.unpublish_track(track_sid)
+    # receive others' audio: pass on_track=(publisher, TrackInfo, media) and on_track_removed=
+    # (publisher, track_sid) to add_sip_participant; read your own copy with
+    # roomtone.rtc.media.subscribe(media) (a MediaStreamTrack of av.AudioFrame; from WebRTC
+    # publishers: Opus decoded to 48 kHz s16 stereo, 20 ms);
+    # rooms.published_tracks(room) lists what is already published.
+
     # (b) room administration (RoomService)
     await rooms.create_room(name, empty_timeout=..., departure_timeout=..., max_participants=..., metadata="")
     await rooms.list_rooms(names=None) -> list[models.Room];  await rooms.get_room(name)
@@ -64,7 +74,14 @@ from roomtone.rooms.manager import (
     RoomManager,
     RoomNotFound,
 )
-from roomtone.rooms.model import ParticipantKind, ParticipantRecord, ParticipantState, Permission, RoomRecord
+from roomtone.rooms.model import (
+    ParticipantKind,
+    ParticipantRecord,
+    ParticipantState,
+    Permission,
+    RoomRecord,
+    new_sid,
+)
 from roomtone.rooms.routing import RoutedPacket
 from roomtone.rooms.store import MemoryRoomStore, RoomStore
 
@@ -85,4 +102,5 @@ __all__ = [
     "RoomRecord",
     "RoomStore",
     "RoutedPacket",
+    "new_sid",
 ]

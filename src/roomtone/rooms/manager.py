@@ -134,6 +134,7 @@ class Participant:
         self.last_reliable_sequence = 0
         self.active = True
         self.media: dict[str, Any] = {}  # track sid -> the transport's media object (node-local)
+        self.dropped_packets = 0
 
     @property
     def sid(self) -> str:
@@ -398,13 +399,22 @@ class RoomManager:
         on_participants: Callable[[list[proto_models.ParticipantInfo]], Any] | None = None,
         on_room: Callable[[proto_models.Room], Any] | None = None,
         on_close: Callable[[int], Any] | None = None,
+        on_track: Callable[[Participant, proto_models.TrackInfo, Any], Any] | None = None,
+        on_track_removed: Callable[[Participant, str], Any] | None = None,
         permission: Permission | None = None,
     ) -> Participant:
         """A server-side participant of kind SIP. ``on_data(packet)`` receives every routed packet
         addressed to it (``packet.WhichOneof("value") == "sip_dtmf"`` for tones); it publishes with
         :meth:`Participant.publish_dtmf` / ``publish_data`` / ``publish_packet``; ``on_close(reason)``
         tells it the server removed it (API, room deleted, duplicate identity)."""
-        endpoint = CallbackEndpoint(on_data=on_data, on_participants=on_participants, on_room=on_room, on_close=on_close)
+        endpoint = CallbackEndpoint(
+            on_data=on_data,
+            on_participants=on_participants,
+            on_room=on_room,
+            on_close=on_close,
+            on_track=on_track,
+            on_track_removed=on_track_removed,
+        )
         return await self.join(
             room_name,
             identity,
@@ -573,7 +583,20 @@ class RoomManager:
         )
         who = f"{sender.identity} ({sender.sid})" if sender else "the server"
         if routed.dropped:
-            log.warning("room %s: dropped data from %s: %s", room_name, who, routed.dropped)
+            # One line per drop for the first ones, then one per 100: a misbehaving client must
+            # not flood the log, and the count still tells how much was lost.
+            count = 1
+            if sender is not None:
+                sender.dropped_packets += 1
+                count = sender.dropped_packets
+            if count <= 20 or count % 100 == 0:
+                log.warning(
+                    "room %s: dropped data from %s: %s%s",
+                    room_name,
+                    who,
+                    routed.dropped,
+                    f" ({count} packets dropped so far)" if count > 20 else "",
+                )
             return routed
         assert routed.packet is not None
         if sender is not None and reliable and routed.packet.sequence > 0:

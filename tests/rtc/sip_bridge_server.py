@@ -1,0 +1,85 @@
+"""A roomtone server with one server-side SIP-kind participant, for test_server_side_participant.
+
+Started inside a test namespace: ``python sip_bridge_server.py PORT KEY SECRET``. The participant
+``sip-phone`` joins room ``bridge``, publishes a 660 Hz tone as an audio track, prints every
+``sip_dtmf`` it receives as a JSON line, and when it receives ``#`` it answers with DTMF 9, 8, 7
+addressed to the sender. This is the rooms API the telephony bridge uses, driven by a real SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import sys
+
+import numpy as np
+from aiortc.mediastreams import AudioStreamTrack
+from av import AudioFrame
+from livekit.protocol import models as pm
+
+from roomtone import config, server
+from roomtone.rooms import new_sid
+
+RATE, SAMPLES = 48000, 960
+
+
+class Tone(AudioStreamTrack):
+    def __init__(self, freq: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self.n = 0
+        self.start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self.start is None:
+            self.start = loop.time()
+        delay = self.start + self.n / RATE - loop.time()  # real-time pacing
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pts = self.n
+        t = (np.arange(SAMPLES) + self.n) / RATE
+        self.n += SAMPLES
+        samples = (8000 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+def install(app) -> None:
+    async def startup(app) -> None:
+        rooms = app[server.ROOMS]
+        phone = None
+
+        def on_data(pkt: pm.DataPacket) -> None:
+            if pkt.WhichOneof("value") != "sip_dtmf":
+                return
+            print(json.dumps({"dtmf": [pkt.sip_dtmf.code, pkt.sip_dtmf.digit, pkt.participant_identity]}), flush=True)
+            if pkt.sip_dtmf.digit == "#" and phone is not None:
+                for code in (9, 8, 7):
+                    phone.publish_dtmf(code, destination_identities=[pkt.participant_identity])
+
+        phone = await rooms.add_sip_participant("bridge", "sip-phone", name="Phone", on_data=on_data,
+                                                attributes={"sip.callStatus": "active"})
+        info = pm.TrackInfo(sid=new_sid("TR_"), type=pm.AUDIO, source=pm.TrackSource.MICROPHONE, name="phone-audio")
+        await phone.publish_track(info, Tone(660))
+        print(json.dumps({"ready": True, "track": info.sid}), flush=True)
+
+    app.on_startup.append(startup)
+
+
+async def main(port: int, key: str, secret: str) -> None:
+    cfg = config.load(env={"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret}, bind="127.0.0.1", port=port)
+    cfg.room.empty_timeout = 3600
+    srv = await server.start(cfg, services=[install])
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await srv.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
