@@ -8,15 +8,18 @@ namespace with a fresh server:
   one after another);
 * memory: the server's RSS after all participants joined minus its RSS before the first join,
   divided by the number of participants;
-* DTMF relay latency: in rounds, participant A of every room publishes one tone at once; the time
-  from just before ``publish_dtmf`` to B's ``sip_dtmf_received`` event is one sample (C and D
-  receive it too, so the server fans out 3 copies per room). Rounds are 50 ms apart, so with one
-  room this is the idle-server latency the target (p99 < 10 ms) is about.
+* DTMF relay latency, one at a time: in room 0, A publishes a tone, B's ``sip_dtmf_received``
+  fires (C and D get it too), 10 ms pause, repeat; the sample is the time from just before
+  ``publish_dtmf`` to B's event. The other N-1 rooms stay connected and quiet: this is the
+  idle-server latency the target (p99 < 10 ms) is about, with N rooms on the server.
+* burst latency: in rounds 50 ms apart, A of every room publishes one tone at the same moment
+  (the server fans out 3 copies per room); client-side queueing is included.
 
 Participants are official Python ``livekit`` SDK participants (the Rust core, as in production),
-all hosted as separate ``rtc.Room`` objects in ONE worker process inside the namespace: a process
-per participant would need 200 interpreters on 2 cores. The worker's own event dispatch is part
-of every figure, for both servers alike, so compare ratios, not absolute numbers.
+hosted as separate ``rtc.Room`` objects in two worker processes inside the namespace: a "probe"
+holding room 0 and a "load" process holding the other rooms (a process per participant would need
+200 interpreters on 2 cores; one process for all would measure its own event loop). Client-side
+dispatch is part of every figure, for both servers alike, so compare ratios.
 
 The anchor is livekit-server, found as ``--livekit-server PATH``, ``$LIVEKIT_SERVER`` or on PATH.
 It is never fetched by this script or by CI; built locally it is the Go server with upstream pion
@@ -35,6 +38,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,122 +78,171 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def worker(
-    url: str, tokens: list[list[str]], server_pid: int, samples: int, v1: bool
-) -> dict[str, Any]:
-    from livekit import rtc
+class Worker:
+    """Hosts some rooms' participants in one process and measures on command (JSON lines)."""
 
-    from roomtone.dtmf.digits import digit_for
+    def __init__(self, url: str, tokens: list[list[str]], v1: bool) -> None:
+        from livekit import rtc
 
-    options = rtc.RoomOptions(auto_subscribe=True, single_peer_connection=None if v1 else False)
-    rooms: list[list[Any]] = []
-    join_ms: list[float] = []
-    # received[room] = perf_counter of each tone B got, in order
-    received: list[list[float]] = [[] for _ in tokens]
-    arrived = asyncio.Event()
-    expected = [0]
+        self.rtc = rtc
+        self.url = url
+        self.tokens = tokens
+        self.options = rtc.RoomOptions(auto_subscribe=True, single_peer_connection=None if v1 else False)
+        self.rooms: list[list[Any]] = []
+        self.join_ms: list[float] = []
+        # received[room] = perf_counter of each tone B got, in order
+        self.received: list[list[float]] = [[] for _ in tokens]
+        self.arrived = asyncio.Event()
+        self.expected = 0
 
-    def on_dtmf_for(index: int) -> Any:
-        def on_dtmf(dtmf: Any) -> None:
-            received[index].append(time.perf_counter())
-            if sum(len(r) for r in received) >= expected[0]:
-                arrived.set()
+    def _on_dtmf_for(self, index: int) -> Any:
+        def on_dtmf(_dtmf: Any) -> None:
+            self.received[index].append(time.perf_counter())
+            if sum(len(r) for r in self.received) >= self.expected:
+                self.arrived.set()
 
         return on_dtmf
 
-    async def join(token: str, index: int, is_b: bool) -> Any:
-        room = rtc.Room()
+    async def _join(self, token: str, index: int, is_b: bool) -> Any:
+        room = self.rtc.Room()
         if is_b:
-            room.on("sip_dtmf_received", on_dtmf_for(index))
+            room.on("sip_dtmf_received", self._on_dtmf_for(index))
         t0 = time.perf_counter()
-        await room.connect(url, token, options)
-        join_ms.append((time.perf_counter() - t0) * 1000)
+        await room.connect(self.url, token, self.options)
+        self.join_ms.append((time.perf_counter() - t0) * 1000)
         return room
 
-    rss_before = rss_kib(server_pid)
-    for index, room_tokens in enumerate(tokens):
-        members = await asyncio.gather(*(join(tok, index, i == 1) for i, tok in enumerate(room_tokens)))
-        rooms.append(list(members))
-    # Everyone must see the other three before A's tones can be attributed.
-    deadline = time.monotonic() + 30
-    while any(len(r.remote_participants) < PARTICIPANTS_PER_ROOM - 1 for m in rooms for r in m):
-        if time.monotonic() > deadline:
-            raise RuntimeError("participants did not all see each other within 30 s")
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # let PeerConnections and the server settle before reading memory
-    rss_after = rss_kib(server_pid)
+    async def join_all(self) -> None:
+        for index, room_tokens in enumerate(self.tokens):
+            members = await asyncio.gather(*(self._join(t, index, i == 1) for i, t in enumerate(room_tokens)))
+            self.rooms.append(list(members))
+        # Everyone must see the other three before A's tones can be attributed.
+        deadline = time.monotonic() + 60
+        while any(len(r.remote_participants) < PARTICIPANTS_PER_ROOM - 1 for m in self.rooms for r in m):
+            if time.monotonic() > deadline:
+                raise RuntimeError("participants did not all see each other within 60 s")
+            await asyncio.sleep(0.05)
+        # Warm-up, not measured: A's publisher PeerConnection comes up lazily on its first tone.
+        await self.burst(0)
 
-    lost = 0
+    async def _publish(self, index: int, code: int) -> None:
+        from roomtone.dtmf.digits import digit_for
 
-    async def burst(code: int, into: list[float] | None) -> None:
+        await self.rooms[index][0].local_participant.publish_dtmf(code=code, digit=digit_for(code))
+
+    async def burst(self, code: int) -> tuple[list[float], int]:
         """Every room's A sends one tone at the same moment; one sample per room."""
-        nonlocal lost
-        expected[0] = sum(len(r) for r in received) + len(rooms)
-        arrived.clear()
-        before = [len(r) for r in received]
-        starts = [0.0] * len(rooms)
+        self.expected = sum(len(r) for r in self.received) + len(self.rooms)
+        self.arrived.clear()
+        before = [len(r) for r in self.received]
+        starts = [0.0] * len(self.rooms)
 
         async def send(index: int) -> None:
             starts[index] = time.perf_counter()
-            await rooms[index][0].local_participant.publish_dtmf(code=code, digit=digit_for(code))
+            await self._publish(index, code)
 
-        await asyncio.gather(*(send(i) for i in range(len(rooms))))
+        await asyncio.gather(*(send(i) for i in range(len(self.rooms))))
         try:
-            await asyncio.wait_for(arrived.wait(), timeout=10)
+            await asyncio.wait_for(self.arrived.wait(), timeout=10)
         except TimeoutError:
             pass
-        for index in range(len(rooms)):
-            new = received[index][before[index] :]
-            if not new:
+        samples, lost = [], 0
+        for index in range(len(self.rooms)):
+            new = self.received[index][before[index] :]
+            if new:
+                samples.append((new[0] - starts[index]) * 1000)
+            else:
                 lost += 1
-            elif into is not None:
-                into.append((new[0] - starts[index]) * 1000)
+        return samples, lost
 
-    # Warm-up, not measured: A's publisher PeerConnection comes up lazily on its first tone.
-    await burst(0, None)
-    await asyncio.sleep(0.2)
+    async def one_at_a_time(self, count: int) -> tuple[list[float], int]:
+        """One tone at a time, this worker's rooms in turn, 10 ms apart."""
+        samples, lost = [], 0
+        for sample in range(count):
+            index = sample % len(self.rooms)
+            self.expected = sum(len(r) for r in self.received) + 1
+            self.arrived.clear()
+            before = len(self.received[index])
+            t0 = time.perf_counter()
+            await self._publish(index, sample % 16)
+            try:
+                await asyncio.wait_for(self.arrived.wait(), timeout=5)
+            except TimeoutError:
+                pass
+            if len(self.received[index]) > before:
+                samples.append((self.received[index][before] - t0) * 1000)
+            else:
+                lost += 1
+            await asyncio.sleep(0.01)
+        return samples, lost
 
-    # One tone at a time, rooms in turn: relay latency with N rooms connected but quiet.
-    latencies: list[float] = []
-    for sample in range(samples):
-        index = sample % len(rooms)
-        code = sample % 16
-        expected[0] = sum(len(r) for r in received) + 1
-        arrived.clear()
-        before = len(received[index])
-        t0 = time.perf_counter()
-        await rooms[index][0].local_participant.publish_dtmf(code=code, digit=digit_for(code))
-        try:
-            await asyncio.wait_for(arrived.wait(), timeout=5)
-        except TimeoutError:
-            pass
-        if len(received[index]) > before:
-            latencies.append((received[index][before] - t0) * 1000)
-        else:
-            lost += 1
-        await asyncio.sleep(0.01)
+    async def serve(self) -> None:
+        """``ready`` after joining, then one reply per command line on stdin."""
+        await self.join_all()
+        reply({"ready": True, "join_ms": self.join_ms})
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd["cmd"] == "idle":
+                samples, lost = await self.one_at_a_time(cmd["count"])
+                reply({"latency_ms": samples, "lost": lost})
+            elif cmd["cmd"] == "burst":
+                all_samples, all_lost = [], 0
+                for phase in range(cmd["rounds"]):
+                    samples, lost = await self.burst(phase % 16)
+                    all_samples += samples
+                    all_lost += lost
+                    await asyncio.sleep(0.05)
+                reply({"latency_ms": all_samples, "lost": all_lost})
+            elif cmd["cmd"] == "quit":
+                break
+        await asyncio.gather(*(r.disconnect() for m in self.rooms for r in m))
 
-    # All rooms at once, 50 ms apart: the fan-out burst (client-side queueing included).
-    burst_latencies: list[float] = []
-    for phase in range(max(5, samples // len(rooms))):
-        await burst(phase % 16, burst_latencies)
-        await asyncio.sleep(0.05)
 
-    await asyncio.gather(*(r.disconnect() for m in rooms for r in m))
-    participants = len(tokens) * PARTICIPANTS_PER_ROOM
-    return {
-        "participants": participants,
-        "join_ms": join_ms,
-        "latency_ms": latencies,
-        "burst_latency_ms": burst_latencies,
-        "lost": lost,
-        "rss_before_kib": rss_before,
-        "rss_after_kib": rss_after,
-    }
+def reply(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 # -- orchestration: runs outside ---------------------------------------------------------------
+class WorkerProcess:
+    def __init__(self, ns: Any, url: str, tokens: list[list[str]], v1: bool) -> None:
+        self.proc = ns.popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")])),
+        )
+        self.ask_async({"url": url, "tokens": tokens, "v1": v1})
+
+    def ask_async(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited (rc={self.proc.wait()}); see its stderr above")
+        return dict(json.loads(line))
+
+    def ask(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.ask_async(obj)
+        return self.answer()
+
+
 def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None, v1: bool) -> dict[str, Any]:
+    """One server, one room count: a "load" worker holds rooms 1..N-1, a "probe" worker room 0.
+
+    The one-at-a-time latency is taken in the probe's room only, so the probe process is not
+    also busy dispatching the other 196 participants' events: the figure is the server's relay
+    with N rooms connected, not the client's event loop under load.
+    """
     from tests.netns import Netns
     from tests.rtc.sdk_peers import start_livekit_server, start_roomtone
 
@@ -203,20 +256,36 @@ def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None,
             [server.token(f"p{r}-{'ABCD'[i]}", f"bench-{r}") for i in range(PARTICIPANTS_PER_ROOM)]
             for r in range(rooms)
         ]
-        spec = json.dumps(
-            {"url": server.url, "tokens": tokens, "pid": server.pid, "samples": samples, "v1": v1}
-        )
-        res = ns.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker"],
-            input=spec,
-            timeout=600,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")])),
-        )
-        if res.returncode != 0:
-            raise RuntimeError(
-                f"{server_kind} worker failed (rc={res.returncode}):\n{res.stderr[-3000:]}\n{server.log()[-2000:]}"
-            )
-        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+        time.sleep(0.5)
+        rss_before = rss_kib(server.pid)
+        workers: list[WorkerProcess] = []
+        join_ms: list[float] = []
+        if rooms > 1:
+            workers.append(WorkerProcess(ns, server.url, tokens[1:], v1))
+            join_ms += workers[-1].answer()["join_ms"]
+        probe = WorkerProcess(ns, server.url, tokens[:1], v1)
+        workers.append(probe)
+        join_ms += probe.answer()["join_ms"]
+        time.sleep(1.0)  # let PeerConnections and the server settle before reading memory
+        rss_after = rss_kib(server.pid)
+
+        idle = probe.ask({"cmd": "idle", "count": samples})
+        for w in workers:
+            w.ask_async({"cmd": "burst", "rounds": max(5, samples // rooms)})
+        bursts = [w.answer() for w in workers]
+        for w in workers:
+            w.ask_async({"cmd": "quit"})
+        for w in workers:
+            w.proc.wait(timeout=60)
+        return {
+            "participants": rooms * PARTICIPANTS_PER_ROOM,
+            "join_ms": join_ms,
+            "latency_ms": idle["latency_ms"],
+            "burst_latency_ms": [x for b in bursts for x in b["latency_ms"]],
+            "lost": idle["lost"] + sum(b["lost"] for b in bursts),
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+        }
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, float]:
@@ -254,9 +323,8 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.worker:
-        spec = json.loads(sys.stdin.read())
-        out = asyncio.run(worker(spec["url"], spec["tokens"], spec["pid"], spec["samples"], spec["v1"]))
-        print(json.dumps(out))
+        spec = json.loads(sys.stdin.readline())
+        asyncio.run(Worker(spec["url"], spec["tokens"], spec["v1"]).serve())
         return 0
 
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]

@@ -1,6 +1,6 @@
 // A LiveKit participant on livekit-client running in headless Chromium, driven by JSON lines.
 //
-// Usage: node browser-peer.mjs <ws-url> <token>
+// Usage: node browser-peer.mjs <ws-url> <token> [--v0]
 //
 // Speaks the same line protocol as rtc-node-peer.mjs (see there). This driver serves
 // browser/peer.html and livekit-client's UMD bundle (unchanged, from node_modules) on an
@@ -16,7 +16,9 @@ import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
-const [url, token] = process.argv.slice(2);
+const [url, token, flag] = process.argv.slice(2);
+// --v0: RoomOptions.singlePeerConnection=false, the two-PeerConnection /rtc path (default: v1).
+const roomOptions = flag === '--v0' ? { singlePeerConnection: false } : {};
 if (!url || !token) {
   process.stderr.write('usage: node browser-peer.mjs <ws-url> <token>\n');
   process.exit(2);
@@ -87,7 +89,7 @@ page.on('console', (msg) => {
 page.on('pageerror', (err) => emit({ event: 'error', message: `page: ${err.message}` }));
 await page.exposeFunction('peerEmit', (line) => process.stdout.write(line + '\n'));
 await page.goto(pageUrl);
-const ok = await page.evaluate(([u, t]) => window.peerConnect(u, t), [url, token]);
+const ok = await page.evaluate(([u, t, o]) => window.peerConnect(u, t, o), [url, token, roomOptions]);
 if (!ok) await shutdown(1);
 
 let chain = Promise.resolve();

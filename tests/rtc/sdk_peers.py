@@ -63,7 +63,11 @@ def go_missing() -> str | None:
 
 
 def peer_command(kind: str, url: str, token: str) -> list[str]:
-    """The argv that starts one SDK peer of ``kind``: python, python-v1, node, browser or go."""
+    """The argv that starts one SDK peer of ``kind``: python, python-v1, node, browser, browser-v0, go.
+
+    Defaults as the SDKs ship: node and browser try single-PC ``/rtc/v1`` first, go uses v0;
+    ``python`` forces v0 (``python-v1`` keeps the SDK's v1 default), ``browser-v0`` forces v0.
+    """
     if kind == "python":
         return [sys.executable, str(PY_PEER), url, token]
     if kind == "python-v1":
@@ -72,6 +76,8 @@ def peer_command(kind: str, url: str, token: str) -> list[str]:
         return ["node", str(JS_DIR / "rtc-node-peer.mjs"), url, token]
     if kind == "browser":
         return ["node", str(JS_DIR / "browser-peer.mjs"), url, token]
+    if kind == "browser-v0":
+        return ["node", str(JS_DIR / "browser-peer.mjs"), url, token, "--v0"]
     if kind == "go":
         return [str(GO_PEER), url, token]
     raise ValueError(f"unknown peer kind {kind!r}")

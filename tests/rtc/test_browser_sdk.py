@@ -17,8 +17,10 @@ from tests.rtc.sdk_peers import browser_missing, exchange_all_tones, start_serve
 
 
 @pytest.mark.timeout(180)
-def test_browser_and_python_exchange_all_tones_and_flash(netns: Netns) -> None:  # noqa: F811
+@pytest.mark.parametrize("kind", ["browser", "browser-v0"], ids=["v1-single-pc", "v0-two-pcs"])
+def test_browser_and_python_exchange_all_tones_and_flash(netns: Netns, kind: str) -> None:  # noqa: F811
+    """livekit-client's default (single PeerConnection, /rtc/v1) and its v0 path, each way."""
     # A missing client is a broken install (scripts/install-test-deps.sh builds it), not a skip.
     assert browser_missing() is None, browser_missing()
     server = start_server_under_test(netns)
-    exchange_all_tones(netns, server, "browser", room="interop-browser")
+    exchange_all_tones(netns, server, kind, room=f"interop-{kind}")
