@@ -251,3 +251,69 @@ async def test_ice_host_addresses_and_port_range_are_honoured():
         from roomtone.rtc import ice
 
         ice.configure()
+
+
+async def test_token_identity_fields_kind_hidden_and_permissions_reach_others(srv):
+    async with aiohttp.ClientSession() as session:
+        watcher = await connect(session, srv, tok("w"))
+        await watcher.recv("join")
+        sip_token = make_token(KEY, SECRET, "phone", video={"roomJoin": True, "room": "r", "canSubscribe": False},
+                               name="Caller", metadata="m", attributes={"sip.callStatus": "active"}, kind="sip")
+        phone = await connect(session, srv, sip_token)
+        me = (await phone.recv("join")).join
+        assert me.subscriber_primary is False  # cannot subscribe: no subscriber PC offered
+        info = (await watcher.recv("update")).update.participants[0]
+        assert (info.identity, info.name, info.metadata, info.kind) == ("phone", "Caller", "m", pm.ParticipantInfo.SIP)
+        assert dict(info.attributes) == {"sip.callStatus": "active"} and info.permission.can_subscribe is False
+        ghost = await connect(session, srv, tok("ghost", hidden=True))
+        join = (await ghost.recv("join")).join
+        assert {p.identity for p in join.other_participants} == {"w", "phone"}
+        await watcher.send(ping_req=pr.Ping(timestamp=1))
+        nxt = await watcher.recv()
+        assert nxt.WhichOneof("message") == "pong_resp"  # no update announced the hidden participant
+        rooms = srv.app[server_mod.ROOMS]
+        assert (await rooms.get_room("r")).num_participants == 2
+        for c in (watcher, phone, ghost):
+            await c.ws.close()
+
+
+async def test_room_limits_auto_create_off_and_server_side_removal():
+    cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
+    cfg.room.auto_create = False
+    s = await server_mod.start(cfg)
+    rooms = s.app[server_mod.ROOMS]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{s.http_url}/rtc/validate", params={"access_token": tok(room="nope")}) as r:
+                assert (r.status, await r.text()) == (404, "requested room does not exist")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await connect(session, s, tok(room="nope"))
+            assert exc.value.status == 404
+            await rooms.create_room("small", max_participants=1)
+            a = await connect(session, s, tok("a", room="small"))
+            await a.recv("join")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await connect(session, s, tok("b", room="small"))
+            assert exc.value.status == 403
+            await rooms.remove_participant("small", "a")
+            leave = (await a.recv("leave")).leave
+            assert leave.reason == pm.DisconnectReason.PARTICIPANT_REMOVED and leave.action == pr.LeaveRequest.DISCONNECT
+            b = await connect(session, s, tok("b", room="small"))
+            await b.recv("join")
+            await rooms.delete_room("small")
+            assert (await b.recv("leave")).leave.reason == pm.DisconnectReason.ROOM_DELETED
+    finally:
+        await s.stop()
+
+
+async def test_server_shutdown_tells_clients():
+    cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
+    s = await server_mod.start(cfg)
+    async with aiohttp.ClientSession() as session:
+        c = await connect(session, s, tok("bye"))
+        await c.recv("join")
+        stopping = asyncio.ensure_future(s.stop())
+        leave = (await c.recv("leave")).leave
+        assert leave.reason == pm.DisconnectReason.SERVER_SHUTDOWN
+        assert (await asyncio.wait_for(c.ws.receive(), 5)).type == aiohttp.WSMsgType.CLOSE
+        await stopping

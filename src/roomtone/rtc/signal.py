@@ -648,7 +648,11 @@ class RtcService:
         return ws
 
     async def close(self) -> None:
-        await self.rooms.close()  # tells each session SERVER_SHUTDOWN
+        await self.rooms.close()  # tells each session SERVER_SHUTDOWN; their writers send it
+        for _ in range(100):
+            if not self.sessions:
+                break
+            await asyncio.sleep(0.02)
         for s in list(self.sessions):
             if s.ws is not None and not s.ws.closed:
                 await s.ws.close()
