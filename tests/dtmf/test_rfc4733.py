@@ -394,3 +394,14 @@ def test_receiver_flush_ends_open_events() -> None:
     feed(rx, packets_for("9")[:3])
     out = rx.flush(1.0)
     assert digits(out) == [("end", "9")]
+
+
+def test_receiver_poll_at_its_own_deadline_always_fires() -> None:
+    """Regression: with float rounding, now - last >= timeout can be false at last + timeout."""
+    at = next(x / 1000 for x in range(1, 100000) if (x / 1000 + 0.3) - x / 1000 < 0.3)
+    rx = Receiver(end_timeout=0.3)
+    rx.receive(at, ssrc=1, timestamp=0, payload=TelephoneEvent(1, duration=160).serialize(), marker=True)
+    deadline = rx.next_deadline()
+    assert deadline is not None
+    assert digits(rx.poll(deadline)) == [("end", "1")]
+    assert rx.next_deadline() is None

@@ -686,7 +686,8 @@ class Receiver:
         return stream
 
     def _check_timeout(self, ssrc: int, stream: _Stream, now: float, out: list[ReceiverEvent]) -> None:
-        if stream.open is not None and now - stream.open.last_at >= self.end_timeout:
+        # compare against the same sum next_deadline() returns, so polling at it always fires
+        if stream.open is not None and now >= stream.open.last_at + self.end_timeout:
             self._close(ssrc, stream, now, "timeout", 0, out)
 
     def _close(self, ssrc: int, stream: _Stream, now: float, reason: EndReason, end_packets: int,
