@@ -80,3 +80,11 @@ def test_too_many_digits_is_a_wrong_attempt() -> None:
     p.start(0)
     assert press(p, "1234") == []
     assert press(p, "5") == [Play("wrong_pin"), Fail("wrong-pin")]
+
+
+def test_prompt_time_does_not_count_against_the_caller() -> None:
+    p = entry(inter_digit_timeout=3, overall_timeout=100)
+    p.start(0)
+    p.prompt_until(4.0)  # a 4 s prompt
+    assert p.next_deadline() == 7.0
+    assert p.poll(5.0) == []

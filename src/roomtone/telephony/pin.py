@@ -91,6 +91,11 @@ class PinEntry:
         deadlines = [d for d in (self._digit_deadline, self._overall_deadline) if d is not None]
         return min(deadlines) if deadlines else None
 
+    def prompt_until(self, t: float) -> None:
+        """Prompts play until ``t``: the inter-digit clock starts when they end, not before."""
+        if self._digit_deadline is not None:
+            self._digit_deadline = max(self._digit_deadline, t + self.config.inter_digit_timeout)
+
     def digit(self, digit: str, now: float) -> list[Action]:
         """One key press, already in canonical form (``0-9 * # A-D R``)."""
         if self.state is not PinState.ENTERING:

@@ -1,0 +1,582 @@
+"""The SIP gateway: inbound and outbound calls as SIP participants in rooms.
+
+Wiring (one per server process)::
+
+    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=5060, rtp_ports=(10000, 20000)))
+    await gateway.start()          # binds SIP and attaches itself to ``telephony`` (API calls)
+    ...
+    await gateway.close()          # hangs up every call
+
+**Inbound.** The UA's authenticator runs first for every out-of-dialog INVITE: it finds the
+inbound trunk (:func:`~roomtone.telephony.matching.match_trunk` on caller, callee and source
+address) and, when the trunk has credentials, checks digest auth (challenging with 401, refusing
+a wrong password with 403). A call that matches no trunk is refused with 403 unless
+``accept_without_trunk`` is set (LiveKit accepts such calls when a trunk-less dispatch rule
+exists; we do not by default). Then the dispatch rule decides the room; a PIN rule answers the
+call and runs the PIN prompt (:mod:`roomtone.telephony.pin`) with audible prompts. The call joins
+the room as a :class:`~roomtone.telephony.participant.SipParticipant`.
+
+SIP answers: no dispatch rule 404, conflicting configuration 500 (logged as an error), bad SDP and
+codec mismatches as :mod:`roomtone.media.call` answers them (400/488), room full 486.
+
+**Outbound.** :meth:`SipGateway.create_sip_participant` (CreateSIPParticipant) joins the room at
+once with ``sip.callStatus=dialing``, sends the INVITE through the trunk with digest auth,
+``ringing`` on the first provisional response, ``automation`` while the ``dtmf`` string plays (the
+callee's key presses are relayed meanwhile), then ``active``; ``hangup`` when it ends. It gives up
+after ``ringing_timeout`` and hangs up after ``max_call_duration``.
+
+**DTMF.** Phone to room and room to phone as described in :mod:`roomtone.telephony.relay`;
+:meth:`SipGateway.send_dtmf` is the ``roomtone.SIP/SendDTMF`` API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from livekit.protocol import sip as sip_pb
+
+from roomtone.dtmf.digits import DtmfError, Tone, parse_sequence
+from roomtone.media.call import CallOptions, MediaCall, answer_call, place_call
+from roomtone.media.dtmf_mux import DtmfEvent, DtmfStart
+from roomtone.media.engine import MediaEngine
+from roomtone.media.ports import PortAllocator
+from roomtone.rooms import RoomError, RoomManager
+from roomtone.sip.auth import AuthStatus, Challenger
+from roomtone.sip.dialog import new_tag
+from roomtone.sip.message import Request, Response
+from roomtone.sip.transport import Address
+from roomtone.sip.ua import Call as SipCall
+from roomtone.sip.ua import CallFailed, UserAgent
+from roomtone.telephony import matching, pin
+from roomtone.telephony.errors import TelephonyError
+from roomtone.telephony.ids import CALL_PREFIX, new_id
+from roomtone.telephony.options import TrunkOptions, trunk_options
+from roomtone.telephony.outbound import OutboundPlan, plan_outbound_call
+from roomtone.telephony.participant import BridgeOptions, SipParticipant
+from roomtone.telephony.prompts import PromptError, load_prompt
+from roomtone.telephony.service import Telephony
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayConfig:
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    transports: tuple[str, ...] = ("UDP", "TCP")
+    rtp_host: str = ""  # default: sip_host
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    realm: str = "roomtone"
+    accept_without_trunk: bool = False
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    media_timeout: float | None = 30.0
+    pin: pin.PinConfig = field(default_factory=pin.PinConfig)
+    prompt_dir: str | None = None
+    #: gateway-wide defaults; a trunk's metadata options override them per call
+    trunk_defaults: TrunkOptions = field(default_factory=TrunkOptions)
+
+
+@dataclass(eq=False)
+class ActiveCall:
+    call_id: str  # SCL_...
+    direction: str
+    bridge: SipParticipant
+    trunk_id: str
+    media: MediaCall | None = None
+    sip_call_id: str = ""
+    room: str = ""
+    identity: str = ""
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class _MediaLeg:
+    """Adapts a :class:`MediaCall` (set once answered) to the bridge's PhoneLeg interface."""
+
+    def __init__(self, call_id: str, method: str) -> None:
+        self.call_id = call_id
+        self.method = method
+        self.media: MediaCall | None = None
+        self.hangup_requested = False
+        self.answered = asyncio.Event()
+
+    async def send_dtmf(self, digits: str, method: str | None = None) -> Any:
+        if self.media is None:
+            await self.answered.wait()
+        assert self.media is not None
+        return await self.media.send_dtmf(digits, method or self.method)
+
+    async def hangup(self) -> None:
+        self.hangup_requested = True
+        self.answered.set()
+        if self.media is not None:
+            await self.media.hangup()
+
+
+def _user(addr_user: str | None) -> str:
+    return addr_user or ""
+
+
+def _sip_error(status: int, reason: str) -> TelephonyError:
+    code = {
+        404: "not_found", 403: "permission_denied", 401: "permission_denied", 407: "permission_denied",
+        408: "deadline_exceeded", 480: "unavailable", 486: "resource_exhausted", 600: "resource_exhausted",
+        603: "permission_denied", 487: "canceled",
+    }.get(status, "unavailable")
+    return TelephonyError(code, f"SIP call failed: {status} {reason}", {"sip_status_code": str(status), "sip_status": reason})
+
+
+class SipGateway:
+    def __init__(self, telephony: Telephony, rooms: RoomManager, config: GatewayConfig | None = None) -> None:
+        self.telephony = telephony
+        self.store = telephony.store
+        self.rooms = rooms
+        self.config = config or GatewayConfig()
+        self.ua = UserAgent(self.config.sip_host, self.config.sip_port, transports=self.config.transports)
+        self.engine = MediaEngine(self.config.rtp_host or self.config.sip_host, PortAllocator(*self.config.rtp_ports))
+        self.calls: dict[str, ActiveCall] = {}
+        self._trunk_for_invite: dict[str, sip_pb.SIPInboundTrunkInfo | None] = {}
+        self._challengers: dict[str, Challenger] = {}
+        self._secret = os.urandom(32)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        self.ua.authenticator = self._authenticate
+        self.ua.on_invite = self._on_invite
+        await self.ua.start()
+        self.telephony.attach_gateway(self)
+        log.info("SIP gateway listening on %s:%d (%s)", self.config.sip_host, self.ua.port, "/".join(self.config.transports))
+
+    @property
+    def port(self) -> int:
+        return self.ua.port
+
+    async def close(self) -> None:
+        for call in list(self.calls.values()):
+            await call.bridge.close("gateway shutting down", hangup=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.ua.close()
+        await self.engine.close()
+        if self.telephony.gateway is self:
+            self.telephony.gateway = None
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _call_options(self, opts: TrunkOptions) -> CallOptions:
+        return CallOptions(codecs=self.config.codecs, dtmf_method=opts.dtmf_mode,  # type: ignore[arg-type]
+                           media_timeout=self.config.media_timeout)
+
+    def _options_for(self, metadata: str, trunk_id: str) -> TrunkOptions:
+        if metadata and "roomtone" in metadata:
+            return trunk_options(metadata, trunk_id=trunk_id)
+        return self.config.trunk_defaults
+
+    # ---- inbound: authentication and trunk matching
+
+    def _challenger(self, realm: str) -> Challenger:
+        ch = self._challengers.get(realm)
+        if ch is None:
+            ch = self._challengers[realm] = Challenger(realm, self._secret)
+        return ch
+
+    async def _authenticate(self, request: Request, source: Address) -> Response | str | None:
+        if request.method != "INVITE":
+            return None
+        try:
+            calling = _user(request.from_.uri.user)
+            called = _user(request.to.uri.user) or _user(request.request_uri.user)
+        except Exception as exc:
+            log.info("INVITE from %s with unreadable From/To: %s", source, exc)
+            return Response.for_request(request, 400, "Bad From or To", to_tag=new_tag())
+        try:
+            trunks = await self.store.list_inbound_trunks()
+            trunk = matching.match_trunk(trunks, source.host, calling, called)
+        except matching.MatchConflict as exc:
+            log.error("inbound call %s -> %s from %s: %s", calling, called, source.host, exc)
+            return Response.for_request(request, 500, "Conflicting SIP trunk configuration", to_tag=new_tag())
+        except Exception:
+            log.exception("inbound call %s -> %s: trunk lookup failed", calling, called)
+            return Response.for_request(request, 500, "Server error", to_tag=new_tag())
+        if trunk is None:
+            if self.config.accept_without_trunk:
+                self._trunk_for_invite[request.call_id] = None
+                return ""
+            log.info("inbound call %s -> %s from %s: no SIP trunk matches; refused", calling, called, source.host)
+            return Response.for_request(request, 403, "No matching SIP trunk", to_tag=new_tag())
+        if trunk.auth_username:
+            realm = trunk.auth_realm or self.config.realm
+            challenger = self._challenger(realm)
+            username, password = trunk.auth_username, trunk.auth_password
+            result = challenger.verify(
+                request.get("Authorization"), "INVITE", request.uri, time.time(),
+                lambda user, _realm: password if user == username else None, request.body,
+            )
+            if not result.ok:
+                if result.status in (AuthStatus.BAD_PASSWORD, AuthStatus.UNKNOWN_USER):
+                    log.warning("inbound call to %s from %s: bad credentials for trunk %s (%s)",
+                                called, source.host, trunk.sip_trunk_id, result.reason)
+                    return Response.for_request(request, 403, "Forbidden (bad credentials)", to_tag=new_tag())
+                resp = Response.for_request(request, 401, to_tag=new_tag())
+                for value in challenger.challenge(time.time(), stale=result.stale):
+                    resp.add("WWW-Authenticate", value)
+                return resp
+        self._trunk_for_invite[request.call_id] = trunk
+        if len(self._trunk_for_invite) > 10000:  # INVITEs that never reached on_invite
+            self._trunk_for_invite.pop(next(iter(self._trunk_for_invite)))
+        return trunk.sip_trunk_id
+
+    # ---- inbound: dispatch, PIN, join
+
+    async def _on_invite(self, sip_call: SipCall) -> None:
+        request = sip_call.request
+        calling = _user(request.from_.uri.user)
+        called = _user(request.to.uri.user) or _user(request.request_uri.user)
+        if sip_call.call_id in self._trunk_for_invite:
+            trunk = self._trunk_for_invite.pop(sip_call.call_id)
+        else:  # should not happen: the authenticator runs for every INVITE
+            await sip_call.reject(500, "Not authenticated")
+            return
+        call_id = new_id(CALL_PREFIX)
+        trunk_id = trunk.sip_trunk_id if trunk else ""
+        log.info("inbound call %s (SIP %s): %s -> %s, trunk %s", call_id, sip_call.call_id, calling, called, trunk_id or "-")
+        try:
+            rules = await self.store.list_dispatch_rules()
+            rule = matching.match_dispatch_rule(trunk, rules, calling, called)
+            decision = matching.evaluate_dispatch_rule(trunk, rule, call_id=call_id, calling=calling, called=called)
+        except matching.NoDispatchMatch as exc:
+            log.info("inbound call %s: %s", call_id, exc)
+            await sip_call.reject(404, "No dispatch rule matched")
+            return
+        except matching.MatchConflict as exc:
+            log.error("inbound call %s: %s", call_id, exc)
+            await sip_call.reject(500, "Conflicting dispatch rules")
+            return
+        opts = self._options_for(trunk.metadata if trunk else "", trunk_id)
+        media = await answer_call(sip_call, self.engine, self._call_options(opts))
+        if media is None:
+            return
+        leg = _MediaLeg(call_id, opts.dtmf_mode)
+        leg.media = media
+        leg.answered.set()
+        bridge = SipParticipant(
+            leg, self.rooms, call_id=call_id,
+            options=BridgeOptions(publish_pre_join=opts.publish_pre_join, allow_sip_to_sip=opts.allow_sip_to_sip),
+            on_closed=self._forget,
+        )
+        active = ActiveCall(call_id, "inbound", bridge, trunk_id, media, sip_call.call_id)
+        self.calls[call_id] = active
+        media.add_listener(lambda m: self._on_media_state(active, m))
+        if decision.request_pin:
+            decision2 = await self._pin_flow(active, trunk, rules, calling, called)
+            if decision2 is None:
+                return
+            decision = decision2
+        self._wire_phone_dtmf(active)
+        try:
+            await bridge.join(decision.room, decision.identity, name=decision.name,
+                              metadata=decision.metadata, attributes=decision.attributes)
+        except RoomError as exc:
+            log.warning("inbound call %s: cannot join room %s: %s", call_id, decision.room, exc)
+            await bridge.close(f"room refused: {exc.message}", hangup=True)
+            return
+        active.room, active.identity = decision.room, decision.identity
+        if media.ended:
+            await bridge.close(media.end_reason or "phone hung up", hangup=False)
+
+    def _wire_phone_dtmf(self, active: ActiveCall) -> None:
+        media = active.media
+        assert media is not None
+        bridge = active.bridge
+        now = self.engine.now
+
+        def on_start(st: DtmfStart) -> None:
+            bridge.phone_dtmf_start(st.digit, st.code, st.method, st.start, wall=time.time() - (now() - st.start))
+
+        def on_end(ev: DtmfEvent) -> None:
+            bridge.phone_dtmf_end(ev.digit, ev.code, ev.method, ev.duration_ms, ev.start,
+                                  wall=time.time() - (now() - ev.start))
+
+        media.on_dtmf_start = on_start
+        media.on_dtmf = on_end
+
+    def _on_media_state(self, active: ActiveCall, media: MediaCall) -> None:
+        if media.ended and not active.bridge.closed:
+            reason = media.end_reason or "call ended"
+            log.info("call %s: phone side ended (%s)", active.call_id, reason)
+            self._spawn(active.bridge.close(reason, hangup=False))
+
+    def _forget(self, bridge: SipParticipant) -> None:
+        active = self.calls.pop(bridge.call_id, None)
+        if active is not None:
+            for task in active.tasks:
+                task.cancel()
+
+    async def _play(self, media: MediaCall, name: str) -> float:
+        """Queue prompt ``name``; returns its length in seconds (0 when it cannot be played)."""
+        try:
+            samples = load_prompt(name, self.config.prompt_dir)
+        except PromptError as exc:
+            log.warning("prompt %s: %s", name, exc)
+            return 0.0
+        rate = media.sample_rate
+        if rate != 8000:
+            n = int(len(samples) * rate / 8000)
+            samples = np.interp(np.arange(n) * 8000 / rate, np.arange(len(samples)), samples).astype(np.int16)
+        media.send_audio(samples)
+        return len(samples) / rate
+
+    async def _pin_flow(
+        self,
+        active: ActiveCall,
+        trunk: sip_pb.SIPInboundTrunkInfo | None,
+        rules: list[sip_pb.SIPDispatchRuleInfo],
+        calling: str,
+        called: str,
+    ) -> matching.DispatchDecision | None:
+        media = active.media
+        assert media is not None
+        loop = asyncio.get_running_loop()
+        digits: asyncio.Queue[str] = asyncio.Queue()
+        media.on_dtmf = lambda ev: digits.put_nowait(ev.digit)
+        entry = pin.PinEntry(self.config.pin)
+        prompts: list[str] = []
+        prompt_end = loop.time()
+        actions = entry.start(loop.time())
+        decision: matching.DispatchDecision | None = None
+        log.info("call %s: asking for a PIN", active.call_id)
+        while True:
+            for action in actions:
+                if isinstance(action, pin.Play):
+                    prompts.append(action.prompt)
+                elif isinstance(action, pin.Submit):
+                    try:
+                        rule = matching.match_dispatch_rule(
+                            trunk, rules, calling, called, pin=action.pin, no_pin=action.no_pin
+                        )
+                        decision = matching.evaluate_dispatch_rule(
+                            trunk, rule, call_id=active.call_id, calling=calling, called=called, pin=action.pin
+                        )
+                        ok = not decision.request_pin
+                    except (matching.NoDispatchMatch, matching.MatchConflict) as exc:
+                        log.info("call %s: PIN refused: %s", active.call_id, exc)
+                        ok = False
+                    actions_after = entry.verdict(ok, loop.time())
+                    prompts.extend(a.prompt for a in actions_after if isinstance(a, pin.Play))
+                    if any(isinstance(a, pin.Fail) for a in actions_after):
+                        actions = actions_after
+                        break
+                elif isinstance(action, pin.Fail):
+                    pass
+            # play what was asked, one prompt after another (the send queue holds 2 s)
+            if prompts:
+                task = self._spawn(self._play_sequence(media, list(prompts)))
+                active.tasks.add(task)
+                total = sum(len(load_prompt(p, self.config.prompt_dir)) / 8000 for p in prompts)
+                prompt_end = max(prompt_end, loop.time()) + total
+                entry.prompt_until(prompt_end)
+                prompts.clear()
+            if entry.state is pin.PinState.ACCEPTED:
+                log.info("call %s: PIN accepted", active.call_id)
+                await asyncio.sleep(max(0.0, prompt_end - loop.time()))
+                return decision
+            if entry.state is pin.PinState.FAILED or media.ended:
+                reason = next((a.reason for a in actions if isinstance(a, pin.Fail)), "pin failed")
+                log.info("call %s: PIN entry failed (%s); hanging up", active.call_id, reason)
+                if not media.ended:
+                    await asyncio.sleep(max(0.0, prompt_end - loop.time()))
+                await active.bridge.close(f"pin: {reason}", hangup=True)
+                return None
+            deadline = entry.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            ended = asyncio.ensure_future(media.wait_ended())
+            getter = asyncio.ensure_future(digits.get())
+            try:
+                done, _ = await asyncio.wait({getter, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ended.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if getter in done:
+                actions = entry.digit(getter.result(), loop.time())
+            elif ended in done:
+                actions = []
+            else:
+                actions = entry.poll(loop.time())
+
+    async def _play_sequence(self, media: MediaCall, names: list[str]) -> None:
+        for name in names:
+            if media.ended:
+                return
+            seconds = await self._play(media, name)
+            await asyncio.sleep(seconds)
+
+    # ---- outbound
+
+    async def create_sip_participant(self, req: sip_pb.CreateSIPParticipantRequest) -> sip_pb.SIPParticipantInfo:
+        trunk = await self.store.get_outbound_trunk(req.sip_trunk_id) if req.sip_trunk_id else None
+        call_id = new_id(CALL_PREFIX)
+        plan = plan_outbound_call(req, trunk, call_id=call_id)
+        opts = self._options_for(trunk.metadata if trunk else "", plan.trunk_id)
+        leg = _MediaLeg(call_id, opts.dtmf_mode)
+        bridge = SipParticipant(
+            leg, self.rooms, call_id=call_id,
+            options=BridgeOptions(publish_pre_join=opts.publish_pre_join, allow_sip_to_sip=opts.allow_sip_to_sip),
+            on_closed=self._forget,
+        )
+        active = ActiveCall(call_id, "outbound", bridge, plan.trunk_id, room=plan.room, identity=plan.identity)
+        try:
+            participant = await bridge.join(plan.room, plan.identity, name=plan.name, metadata=plan.metadata,
+                                            attributes=plan.attributes, status="dialing")
+        except RoomError as exc:
+            raise TelephonyError(exc.code, f"cannot join room {plan.room!r}: {exc.message}") from None
+        self.calls[call_id] = active
+        info = sip_pb.SIPParticipantInfo(
+            participant_id=participant.sid, participant_identity=plan.identity, room_name=plan.room, sip_call_id=call_id
+        )
+        dial = self._spawn(self._dial(active, leg, plan, opts))
+        active.tasks.add(dial)
+        if plan.wait_until_answered:
+            error = await dial
+            if error is not None:
+                raise error
+        return info
+
+    async def _dial(self, active: ActiveCall, leg: _MediaLeg, plan: OutboundPlan, opts: TrunkOptions) -> TelephonyError | None:
+        bridge = active.bridge
+        host = plan.address
+        uri = f"sip:{plan.call_to}@{host}"
+        if plan.transport:
+            uri += f";transport={plan.transport}"
+        sip_holder: list[SipCall] = []
+
+        def provisional(call: SipCall, resp: Response) -> None:
+            if not sip_holder:
+                sip_holder.append(call)
+            if resp.status in (180, 183):
+                self._spawn(bridge.set_status("ringing"))
+
+        auth = (plan.auth_username, plan.auth_password) if plan.auth_username else None
+        headers = list(plan.headers.items())
+        log.info("outbound call %s: dialing %s from %s", active.call_id, uri, plan.from_number)
+        try:
+            media = await asyncio.wait_for(
+                place_call(self.ua, self.engine, uri, self._call_options(opts), from_user=plan.from_number,
+                           from_display=plan.display_name or None, auth=auth, headers=headers,
+                           on_provisional=provisional),
+                plan.ringing_timeout,
+            )
+        except TimeoutError:
+            log.info("outbound call %s: no answer within %.0f s", active.call_id, plan.ringing_timeout)
+            for call in sip_holder:
+                self._spawn(call.hangup())
+            await bridge.close("ringing timeout", hangup=False)
+            return _sip_error(408, "Request Timeout (ringing_timeout)")
+        except CallFailed as exc:
+            log.info("outbound call %s failed: %s %s", active.call_id, exc.status, exc.reason)
+            await bridge.close(f"call failed: {exc.status} {exc.reason}", hangup=False)
+            return _sip_error(exc.status, exc.reason)
+        except Exception as exc:  # DNS, sockets
+            log.warning("outbound call %s could not be placed: %s", active.call_id, exc)
+            await bridge.close(f"call failed: {exc}", hangup=False)
+            return TelephonyError("unavailable", f"SIP call could not be placed: {exc}")
+        leg.media = media
+        leg.answered.set()
+        active.media = media
+        active.sip_call_id = media.call_id
+        if bridge.closed or leg.hangup_requested:  # removed from the room while ringing
+            await media.hangup()
+            return _sip_error(487, "Request Terminated")
+        media.add_listener(lambda m: self._on_media_state(active, m))
+        self._wire_phone_dtmf(active)
+        timer = self._spawn(self._max_duration(active, plan.max_call_duration))
+        active.tasks.add(timer)
+        if plan.dtmf:
+            await bridge.set_status("automation")
+            try:
+                await media.send_dtmf(plan.dtmf_text, opts.dtmf_mode)
+            except (CallFailed, ValueError, DtmfError) as exc:
+                log.info("outbound call %s: initial dtmf not sent: %s", active.call_id, exc)
+        if not bridge.closed and not media.ended:
+            await bridge.set_status("active")
+            log.info("outbound call %s answered (SIP %s)", active.call_id, media.call_id)
+        return None
+
+    async def _max_duration(self, active: ActiveCall, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        log.info("call %s: max_call_duration %.0f s reached; hanging up", active.call_id, seconds)
+        await active.bridge.close("max call duration", hangup=True)
+
+    # ---- API extensions
+
+    def find_call(self, room: str, identity: str) -> ActiveCall | None:
+        for call in self.calls.values():
+            if call.bridge.participant is not None and call.bridge.participant.room_name == room \
+                    and call.bridge.identity == identity:
+                return call
+        return None
+
+    async def send_dtmf(self, *, room: str, identity: str, digits: str, method: str, wait: bool) -> tuple[str, str, str]:
+        call = self.find_call(room, identity)
+        if call is None:
+            if self.rooms.participant(room, identity) is not None:
+                raise TelephonyError("failed_precondition", f"participant {identity!r} in room {room!r} is not a SIP call")
+            raise TelephonyError("not_found", f"no SIP participant {identity!r} in room {room!r}")
+        try:
+            steps = parse_sequence(digits)
+        except DtmfError as exc:
+            raise TelephonyError("invalid_argument", str(exc)) from None
+        canonical = "".join(s.digit if isinstance(s, Tone) else "" for s in steps)
+        media = call.media
+        if media is None or media.ended:
+            raise TelephonyError("failed_precondition", f"call {call.call_id} is not answered (status {call.bridge.status})")
+        try:
+            chosen = media.choose_method(steps, method or None)
+        except ValueError as exc:
+            raise TelephonyError("failed_precondition", str(exc)) from None
+        send = media.send_dtmf(digits, chosen)
+        if wait:
+            try:
+                await send
+            except CallFailed as exc:
+                raise TelephonyError("aborted", f"call ended before the digits were sent: {exc}") from None
+        else:
+            task = self._spawn(self._send_logged(call, send))
+            call.tasks.add(task)
+        return call.call_id, canonical, chosen
+
+    async def _send_logged(self, call: ActiveCall, send: Any) -> None:
+        try:
+            await send
+        except Exception as exc:
+            log.info("call %s: SendDTMF failed: %s", call.call_id, exc)
+
+    async def transfer_sip_participant(self, req: sip_pb.TransferSIPParticipantRequest) -> None:
+        call = self.find_call(req.room_name, req.participant_identity)
+        if call is None or call.media is None:
+            raise TelephonyError("not_found", f"no answered SIP participant {req.participant_identity!r} in {req.room_name!r}")
+        target = req.transfer_to
+        if not target:
+            raise TelephonyError("invalid_argument", "transfer_to is required")
+        if not target.startswith(("sip:", "sips:", "tel:", "<")):
+            target = "sip:" + target
+        refer_to = target if target.startswith("<") else f"<{target}>"
+        try:
+            resp = await call.media.sip.send_request("REFER", headers=[("Refer-To", refer_to)])
+        except CallFailed as exc:
+            raise _sip_error(exc.status, exc.reason) from None
+        if resp.status >= 300:
+            raise _sip_error(resp.status, resp.reason)
+        log.info("call %s transferred to %s", call.call_id, target)
+        await call.bridge.close("transferred", hangup=True)

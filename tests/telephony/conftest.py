@@ -1,0 +1,78 @@
+"""A SIP gateway on loopback wired to a real RoomManager and SQLite store (ports 25000-26999)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from livekit.protocol import models
+
+from roomtone.rooms import CallbackEndpoint, Participant, RoomManager
+from roomtone.telephony.gateway import GatewayConfig, SipGateway
+from roomtone.telephony.service import Telephony
+from roomtone.telephony.store import SQLiteTelephonyStore
+
+
+@dataclass
+class Listener:
+    """A plain room participant (kind STANDARD) that records what the room sends it."""
+
+    participant: Participant
+    packets: list[models.DataPacket] = field(default_factory=list)
+
+    def dtmf(self) -> list[tuple[str, str, int]]:
+        return [(p.participant_identity, p.sip_dtmf.digit, p.sip_dtmf.code)
+                for p in self.packets if p.WhichOneof("value") == "sip_dtmf"]
+
+    def details(self) -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(p.user.payload) for p in self.packets
+                if p.WhichOneof("value") == "user" and p.user.topic == "roomtone.dtmf"]
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def listen(rooms: RoomManager, room: str, identity: str = "agent") -> Listener:
+    packets: list[models.DataPacket] = []
+    p = await rooms.join(room, identity, endpoint=CallbackEndpoint(on_data=packets.append))
+    return Listener(p, packets)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[SipGateway]:
+    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
+    rooms = RoomManager()
+    gw = None
+    for _ in range(20):
+        sip_port = random.randrange(25000, 25990)
+        rtp_first = random.randrange(26000, 26900, 2)
+        gw = SipGateway(telephony, rooms, GatewayConfig(
+            sip_port=sip_port, transports=("UDP",), rtp_ports=(rtp_first, rtp_first + 98)))
+        try:
+            await gw.start()
+            break
+        except OSError:
+            await gw.ua.close()
+            gw = None
+    assert gw is not None, "no free SIP port in 25000-25990"
+    try:
+        yield gw
+    finally:
+        await gw.close()
+        await rooms.close()
+        telephony.close()

@@ -1,0 +1,88 @@
+"""The SIP gateway end to end with real phones (pjsua2 in a subprocess) and a real RoomManager.
+
+Trunks and rules go into the same SQLite store the API writes; the livekit-api path is covered
+by test_gateway_api.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from livekit.protocol import models
+from livekit.protocol import sip as sip_pb
+
+from roomtone.telephony.gateway import SipGateway
+from tests.phones.pjsua import pjsua_phone
+
+from .conftest import listen, wait_for
+
+pytestmark = pytest.mark.interop
+
+ALL16 = "0123456789*#ABCD"
+
+
+async def add_direct(gw: SipGateway, room: str, *, number: str = "+15550100", pin: str = "", **trunk_kw) -> str:  # type: ignore[no-untyped-def]
+    trunk = sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_test", numbers=[number], **trunk_kw)
+    await gw.store.put_inbound_trunk(trunk)
+    rule = sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_test",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name=room, pin=pin)),
+    )
+    await gw.store.put_dispatch_rule(rule)
+    return trunk.sip_trunk_id
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "info", "inband"])
+async def test_phone_digits_reach_the_room_once_and_room_digits_reach_the_phone(gateway: SipGateway, method: str) -> None:
+    await add_direct(gateway, "lobby")
+    agent = await listen(gateway.rooms, "lobby")
+    digits = ALL16 if method != "inband" else "0123456789*#"
+    with pjsua_phone(user="15557777") as phone:
+        await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
+        await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+        info = await wait_for(lambda: gateway.rooms.participant("lobby", "sip_15557777"), what="SIP participant")
+        rec = info.record
+        assert rec.kind == models.ParticipantInfo.SIP and rec.name == "Phone 15557777"
+        assert rec.attributes["sip.callStatus"] == "active"
+        assert rec.attributes["sip.trunkID"] == "ST_test" and rec.attributes["sip.ruleID"] == "SDR_test"
+        assert rec.attributes["sip.phoneNumber"] == "15557777"
+        assert rec.attributes["sip.trunkPhoneNumber"] == "+15550100"
+        assert rec.attributes["sip.callID"].startswith("SCL_")
+
+        await asyncio.to_thread(phone.send_dtmf, digits, method, 160)
+        await wait_for(lambda: len(agent.dtmf()) >= len(digits), 20, "digits in the room")
+        await asyncio.sleep(0.5)  # nothing more may arrive
+        assert agent.dtmf() == [("sip_15557777", d, i) for i, d in enumerate(digits)]
+        details = await wait_for(lambda: len(agent.details()) >= len(digits) and agent.details(), 5, "details")
+        assert [d["digit"] for d in details] == list(digits)
+        assert {d["method"] for d in details} == {method}
+        assert all(d["duration_ms"] and d["duration_ms"] > 40 for d in details)
+
+        # room -> phone (the trunk's default mode: auto picks RFC 4733 with pjsua)
+        for code in (1, 2, 11, 12):
+            agent.participant.publish_dtmf(code)
+        got = await asyncio.to_thread(phone.wait_digits, 4, 10)
+        assert [d["digit"] for d in got] == ["1", "2", "#", "A"]
+
+        # the phone hangs up: the participant leaves
+        await asyncio.to_thread(phone.hangup)
+        await wait_for(lambda: gateway.rooms.participant("lobby", "sip_15557777") is None, 10, "participant gone")
+    assert gateway.calls == {}
+
+
+async def test_remove_participant_hangs_up_and_sip_to_sip_is_not_relayed(gateway: SipGateway) -> None:
+    await add_direct(gateway, "conf")
+    agent = await listen(gateway.rooms, "conf")
+    with pjsua_phone(user="111") as a, pjsua_phone(user="222") as b:
+        for phone in (a, b):
+            await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
+            await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+        await wait_for(lambda: gateway.rooms.participant("conf", "sip_222"), what="second phone")
+        await asyncio.to_thread(a.send_dtmf, "5", "rfc4733", 160)
+        await wait_for(lambda: agent.dtmf(), 10, "digit from phone a")
+        await asyncio.sleep(1.0)
+        assert len(b.dtmf) == 0  # phone b did not hear phone a
+        await gateway.rooms.remove_participant("conf", "sip_111")
+        await asyncio.to_thread(a.wait_state, "DISCONNECTED", 10)
+        assert gateway.rooms.participant("conf", "sip_222") is not None
