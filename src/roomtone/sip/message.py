@@ -514,9 +514,11 @@ class SipMessage:
         key = _key(name)
         lst = self._headers.get(key)
         if lst is None:
-            self.add(name, value)
-            return
-        lst.insert(0, value)
+            # first of its kind: put it at the top (a Via belongs first on the wire)
+            self._headers = {key: [value], **self._headers}
+            self._names[key] = _CANONICAL_NAMES.get(key, name)
+        else:
+            lst.insert(0, value)
         self._cache.clear()
 
     def set(self, name: str, value: str | None) -> None:
