@@ -317,3 +317,25 @@ async def test_server_shutdown_tells_clients():
         assert leave.reason == pm.DisconnectReason.SERVER_SHUTDOWN
         assert (await asyncio.wait_for(c.ws.receive(), 5)).type == aiohttp.WSMsgType.CLOSE
         await stopping
+
+
+async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
+    cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
+    cfg.rtc.ping_interval, cfg.rtc.ping_timeout = 1, 1
+    s = await server_mod.start(cfg)
+    try:
+        async with aiohttp.ClientSession() as session:
+            w = await connect(session, s, tok("watcher"))
+            await w.recv("join")
+            quiet = await connect(session, s, tok("quiet"))
+            await quiet.recv("join")
+            await w.recv("update")
+            for _ in range(4):  # the watcher keeps pinging; the quiet one says nothing
+                await w.send(ping_req=pr.Ping(timestamp=1))
+                await asyncio.sleep(0.6)
+            upd = (await w.recv("update")).update.participants[0]
+            assert upd.identity == "quiet" and upd.state == pm.ParticipantInfo.DISCONNECTED
+            assert upd.disconnect_reason == pm.DisconnectReason.CONNECTION_TIMEOUT
+            assert "quiet" in caplog.text and "no signal message for 2 s" in caplog.text
+    finally:
+        await s.stop()

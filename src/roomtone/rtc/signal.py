@@ -55,6 +55,8 @@ COMPAT_VERSION = "1.9.0"
 COMPAT_PROTOCOL = 16
 PENDING_DATA_LIMIT = 1000  # packets held per session while its data channels are not open yet
 MAX_JOIN_REQUEST = 1 << 20
+SLOW_LOSSY_BYTES = 1 << 20  # queued bytes on a receiver's channel beyond which data is dropped
+SLOW_RELIABLE_BYTES = 16 << 20
 
 DisconnectReason = proto_models.DisconnectReason
 LeaveRequest = proto_rtc.LeaveRequest
@@ -143,6 +145,7 @@ class SignalSession:
         self._closing = False
         self._leave_reason: int | None = None
         self._data_drops_logged = 0
+        self._slow_drops = 0
         self._pending_tracks: dict[str, proto_models.TrackInfo] = {}  # cid -> announced by add_track
         self._orphan_media: dict[str, tuple[str, Any]] = {}  # cid -> (mid, track) before add_track
         self._subscribed: dict[str, Any] = {}  # track sid -> our sending transceiver
@@ -192,7 +195,18 @@ class SignalSession:
                     await self._on_offer(self.join_request.publisher_offer)
             elif self.subscriber_primary:
                 await self._offer_subscriber()
-            async for msg in ws:
+            # Every SDK pings each ping_interval; silence for longer than interval + timeout means
+            # the client is gone without closing (network loss), so it leaves instead of lingering.
+            idle = self.config.rtc.ping_interval + self.config.rtc.ping_timeout
+            while not self._closing:
+                try:
+                    msg = await ws.receive(timeout=idle)
+                except TimeoutError:
+                    log.warning("%s: no signal message for %d s; closing the session", self.who, idle)
+                    self._leave_reason = DisconnectReason.CONNECTION_TIMEOUT
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if msg.type == WSMsgType.BINARY:
                     await self._on_message(msg.data)
                 elif msg.type == WSMsgType.TEXT:
@@ -284,6 +298,15 @@ class SignalSession:
         label = RELIABLE if reliable else LOSSY
         channel = self._channel(label)
         if channel is not None:
+            # A receiver that cannot keep up must not grow our memory without bound: lossy data
+            # is dropped early (as LiveKit does), reliable data only when far behind (and logged).
+            limit = SLOW_RELIABLE_BYTES if reliable else SLOW_LOSSY_BYTES
+            if channel.bufferedAmount > limit:
+                self._slow_drops += 1
+                if self._slow_drops <= 10 or self._slow_drops % 1000 == 0:
+                    log.warning("%s: %s channel has %d bytes queued; dropped a packet (%d so far)",
+                                self.who, label, channel.bufferedAmount, self._slow_drops)
+                return
             channel.send(payload)
             return
         pending = self._pending_data[label]
