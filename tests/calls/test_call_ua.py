@@ -144,3 +144,31 @@ async def test_media_timeout_hangs_up():
         callee.stream.close()  # the far end stops sending media (its dialog stays up)
         await asyncio.wait_for(caller.wait_ended(), 5)
         assert caller.end_reason == "local BYE"
+
+
+async def test_info_both_ways_and_bad_bodies_get_clear_errors():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        sent = await caller.send_dtmf("7R#", method="info", tone_ms=100, gap_ms=50)
+        assert sent.method == "info"
+        assert await collect(callee, 3) == [("7", "info"), ("R", "info"), ("#", "info")]
+        assert [e.duration_ms for e in callee.received] == [100, 100, 100]
+        await callee.send_dtmf("5", method="info")
+        assert await collect(caller, 1) == [("5", "info")]
+        bad = await caller.sip.info(b"Signal=X\r\nDuration=100\r\n", "application/dtmf-relay")
+        assert bad.status == 400 and "X" in (bad.reason or "")
+        other = await caller.sip.info(b"hello", "text/plain")
+        assert other.status == 415
+        keepalive = await caller.sip.info(b"", "application/dtmf-relay")  # no body: no Content-Type
+        assert keepalive.status == 200  # an empty INFO is a keep-alive
+        assert len(callee.received) == 3 and not callee.ended  # the call carries on
+
+
+async def test_a_digit_sent_by_info_and_rfc4733_at_once_is_reported_once():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        await asyncio.gather(caller.send_dtmf("4", method="rfc4733"),
+                             caller.sip.info(b"Signal=4\r\nDuration=160\r\n", "application/dtmf-relay"))
+        await asyncio.sleep(0.5)
+        assert [(e.digit) for e in callee.received] == ["4"]
+        assert callee.stream.session.dedup.merged == 1

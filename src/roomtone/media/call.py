@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from roomtone.dtmf import info as dtmf_info
 from roomtone.dtmf.digits import DtmfError, Pause, Step, Tone, parse_sequence
 from roomtone.media.codecs import codec_by_name
 from roomtone.media.dtmf_mux import DtmfEvent, DtmfStart, Method
@@ -264,8 +265,6 @@ class MediaCall:
             if isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
                 continue
-            from roomtone.dtmf import info as dtmf_info  # type: ignore[attr-defined]
-
             body = dtmf_info.format_dtmf_relay(step.code, tone_ms)
             resp = await self.sip.info(body.encode(), "application/dtmf-relay")
             if not 200 <= resp.status < 300:
@@ -323,17 +322,14 @@ class MediaCall:
 
     def _on_info(self, req: Request) -> Reply | int:
         ctype = (req.content_type or "").split(";")[0].strip().lower()
-        if ctype not in ("application/dtmf-relay", "application/dtmf"):
-            if not req.body:
-                return 200  # an empty INFO is a keep-alive some PBXs send
-            log.info("call %s: INFO with unsupported body type %r", self.call_id, ctype)
-            return Reply(415, headers=[("Accept", "application/dtmf-relay, application/dtmf")])
-        from roomtone.dtmf import info as dtmf_info  # type: ignore[attr-defined]
-
-        parsed = dtmf_info.parse_info(ctype, req.body)
+        if not req.body and ctype not in dtmf_info.CONTENT_TYPES:
+            return 200  # an empty INFO is a keep-alive some PBXs send
+        parsed = dtmf_info.parse_info_body(ctype, req.body)
         if isinstance(parsed, dtmf_info.InfoError):
-            log.info("call %s: bad DTMF INFO body: %s", self.call_id, parsed.reason)
-            return Reply(400, reason=f"Bad DTMF body: {parsed.reason}"[:120])
+            log.info("call %s: refusing INFO (%d): %s", self.call_id, parsed.status, parsed.reason)
+            headers = [("Accept", ", ".join(dtmf_info.CONTENT_TYPES))] if parsed.status == 415 else []
+            return Reply(parsed.status, reason=parsed.reason[:120].replace("\r", " ").replace("\n", " "),
+                         headers=headers)
         duration = (parsed.duration_ms if parsed.duration_ms is not None else self.options.tone_ms) / 1000
         session = self.stream.session
         session.info_dtmf(parsed.code, duration, self.stream.engine.now())
