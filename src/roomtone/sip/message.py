@@ -88,6 +88,8 @@ LIST_HEADERS = frozenset(
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?\.?)+\Z|\[[0-9A-Fa-f:.]+\]\Z")
 _DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+_BAD_URI_CHARS = re.compile(r'[ \t\r\n<>"]')
 
 REASON_PHRASES = {
     100: "Trying",
@@ -148,9 +150,17 @@ def canonical_name(name: str) -> str:
     return _CANONICAL_NAMES.get(low, name)
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
 def _key(name: str) -> str:
-    low = name.lower()
-    return COMPACT_FORMS.get(low, low)
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        low = name.lower()
+        key = COMPACT_FORMS.get(low, low)
+        if len(_KEY_CACHE) < 4096:
+            _KEY_CACHE[name] = key
+    return key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,16 +345,30 @@ class SipURI:
         )  # fmt: skip
 
 
+_SIP_URI_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+    r"([A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'%+]+(?:=[A-Za-z0-9\-_.!~*'%+:\[\]]*)?)*)\Z"
+)
+
+
 def parse_uri(text: str) -> SipURI:
     """Parse a URI; raise :class:`SipSyntaxError` if it is not one."""
+    m = _SIP_URI_RE.match(text)
+    if m is not None:
+        # fast path: the common sip:user@host:port;params form, validated by the regex
+        scheme, user, password, host, port, params = m.groups()
+        p = int(port) if port else None
+        if p is None or p <= 65535:
+            return SipURI(scheme, user, password, host, p, parse_params(params[1:].split(";")) if params else {})
     text = text.strip()
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme or not rest:
         raise SipSyntaxError(f"not a URI: {text[:60]!r}")
     low = scheme.lower()
-    if not scheme[0].isalpha() or not all(c.isalnum() or c in "+-." for c in scheme):
+    if not _SCHEME_RE.match(scheme):
         raise SipSyntaxError(f"bad URI scheme in {text[:60]!r}")
-    if any(c in rest for c in " \t\r\n<>\""):
+    if _BAD_URI_CHARS.search(rest):
         raise SipSyntaxError(f"bad character in URI {text[:60]!r}")
     if low not in ("sip", "sips"):
         return SipURI(scheme=low, opaque=rest)
@@ -570,7 +594,8 @@ class SipMessage:
     # -- structured views (cached)
     @property
     def call_id(self) -> str:
-        return (self.get("call-id") or "").strip()
+        lst = self._headers.get("call-id")
+        return lst[0].strip() if lst else ""
 
     @property
     def cseq(self) -> tuple[int, str]:
@@ -812,13 +837,17 @@ def _parse_head(head: bytes, body: bytes, stream: bool) -> Request | Response | 
             prev[-1] = prev[-1] + " " + line.strip()
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or not _TOKEN_RE.match(name):
-            err = err or f"malformed header line {line[:40]!r}"
-            cur_key = None
-            continue
-        low = name.lower()
-        key = COMPACT_FORMS.get(low, low)
+        key = _NAME_KEYS.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            if not colon or not name or not _TOKEN_RE.match(name):
+                err = err or f"malformed header line {line[:40]!r}"
+                cur_key = None
+                continue
+            low = name.lower()
+            key = COMPACT_FORMS.get(low, low)
+            if len(_NAME_KEYS) < 4096:
+                _NAME_KEYS[name] = key
         value = value.strip()
         lst = headers.get(key)
         if lst is None:
@@ -836,6 +865,10 @@ def _parse_head(head: bytes, body: bytes, stream: bool) -> Request | Response | 
             log.info("rejecting malformed %s request: %s", method, err)
         return ParseError(err, status, is_request, method, msg)
     return msg  # type: ignore[return-value]
+
+
+_NAME_KEYS: dict[str, str] = {}
+"""Header names seen (as spelled on the wire, already validated) -> storage key."""
 
 
 def _with_headers(lines: list[str], error: ParseError) -> ParseError:
@@ -902,21 +935,19 @@ def _validate(msg: SipMessage, is_request: bool, method: str | None) -> str | No
     return None
 
 
+_CL_RE = re.compile(rb"\n[ \t]*(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+
+
 def _content_length(head: bytes) -> int | None | str:
     """Content-Length from a raw header block: int, None if absent, or an error string."""
     found: int | None = None
-    for line in head.split(b"\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        n = name.strip().lower()
-        if n == b"content-length" or n == b"l":
-            v = value.strip()
-            if not v.isdigit() or len(v) > 9:
-                return f"malformed Content-Length {v[:20]!r}"
-            if found is not None and found != int(v):
-                return "conflicting Content-Length headers"
-            found = int(v)
+    for raw in _CL_RE.findall(head):
+        v = raw.strip()
+        if not v.isdigit() or len(v) > 9:
+            return f"malformed Content-Length {v[:20]!r}"
+        if found is not None and found != int(v):
+            return "conflicting Content-Length headers"
+        found = int(v)
     return found
 
 
