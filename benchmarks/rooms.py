@@ -327,6 +327,11 @@ def main() -> int:
         asyncio.run(Worker(spec["url"], spec["tokens"], spec["v1"]).serve())
         return 0
 
+    from tests.netns import netns_available
+
+    if not netns_available():
+        print("rooms.py needs root and iproute2: WebRTC peers only connect inside a network namespace")
+        return 2
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if "livekit" in servers and not (args.livekit_server and Path(args.livekit_server).exists()):
         print(
