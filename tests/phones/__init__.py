@@ -4,6 +4,7 @@ Every harness is a context manager that starts its process, waits until it is re
 stops it (SIGTERM, then SIGKILL, to the process group it created) and removes its temp directory.
 Failures raise :class:`PhoneError` (an AssertionError) whose message ends with the phone's log tail.
 Ports come from 21000-21499 (SIP, control) and 21500-21999 (RTP), checked free before use.
+Mark tests that use them ``@pytest.mark.interop``. A call takes about a second to set up here.
 
 baresip (``tests.phones.baresip``)::
 
@@ -13,7 +14,7 @@ baresip (``tests.phones.baresip``)::
         b.dial("sip:bob@127.0.0.1:5070")
         b.wait_event("CALL_ESTABLISHED")       # ctrl_tcp event dicts: type, param, id, peeruri...
         b.answer()                 # waits for CALL_INCOMING, then accepts
-        b.send_dtmf("123#")        # RFC 4733 (the only method baresip 1.0 sends)
+        b.send_dtmf("123#")        # RFC 4733 (the only method baresip 1.0 sends), ~180 ms events
         b.play_file("tones.wav")   # switch the audio source to a WAV file: in-band tones, prompts
         b.wait_digits(4)           # [{"digit", "method": "rfc4733"|"info", "duration_ms"?}]
         b.recordings()             # with record=True: WAVs of the decoded audio it received
@@ -29,7 +30,8 @@ pjsua2 (``tests.phones.pjsua``; the phone runs in tests/phones/pjsua_agent.py)::
         p.send_dtmf("12", method="rfc4733"|"info"|"inband", duration_ms=160)
         p.play("prompt.wav"); p.record("/tmp/rx.wav")    # audio into / out of the call
         p.command("hold"); p.command("unhold")
-        p.wait_digits(2)       # [{"digit", "method": "rfc4733"|"info", "duration_ms", "call"}]
+        p.wait_digits(2)       # [{"digit", "method": "rfc4733"|"info", "call"}], one per digit
+        p.wait_event("dtmf_event", end=True)  # RFC 4733 start/update/end with duration_ms; INFO once
         p.wait_event("media", active=True); p.hangup(); p.wait_state("DISCONNECTED")
 
 SIPp (``tests.phones.sipp``)::

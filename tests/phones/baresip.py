@@ -27,10 +27,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .common import HOST, ChildProcess, EventLog, PhoneError, free_port
+from .common import HOST, RTP_RANGE, ChildProcess, EventLog, PhoneError, free_port
 
 BARESIP = shutil.which("baresip") or "/usr/bin/baresip"
-RTP_PORTS = "21500-21999"
+RTP_PORTS = f"{RTP_RANGE[0]}-{RTP_RANGE[1]}"
 
 _RX_RFC4733 = re.compile(r"received event: '(.)' \(end=(\d)\)")
 _RX_INFO = re.compile(r"call: received DTMF: '(.)' \(duration=(\d+)\)")

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 HOST = "127.0.0.1"
-#: this area's port range (tests/phones, tests/sip auth/sdp); other suites use other ranges.
-PORT_RANGE = (21000, 21999)
+#: this area's ports (tests/phones, tests/sip auth/sdp); other suites use other ranges.
+PORT_RANGE = (21000, 21499)  # SIP and control ports
+RTP_RANGE = (21500, 21999)  # media ports (baresip picks at random in it, pjsua2 counts up)
 
 
 class PhoneError(AssertionError):
@@ -38,15 +39,16 @@ _claimed: set[int] = set()
 _claim_lock = threading.Lock()
 
 
-def free_port(span: int = 1, udp: bool = True, tcp: bool = True) -> int:
+def free_port(span: int = 1, udp: bool = True, tcp: bool = True, rtp: bool = False) -> int:
     """A port ``p`` such that ``p .. p+span-1`` are free on loopback (UDP and/or TCP).
 
-    Picked at random from :data:`PORT_RANGE` so concurrent suites rarely meet; never handed out
+    Picked at random from :data:`PORT_RANGE` (:data:`RTP_RANGE` if ``rtp``) so concurrent suites
+    rarely meet; never handed out
     twice in one test process. There is a small race with unrelated processes, which is why
     harnesses also report bind failures clearly.
     """
     kinds = [k for k, on in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)) if on]
-    lo, hi = PORT_RANGE
+    lo, hi = RTP_RANGE if rtp else PORT_RANGE
     for _ in range(500):
         p = random.randrange(lo, hi - span + 1)
         with _claim_lock:
@@ -55,7 +57,7 @@ def free_port(span: int = 1, udp: bool = True, tcp: bool = True) -> int:
             if all(_free(q, kinds) for q in range(p, p + span)):
                 _claimed.update(range(p, p + span))
                 return p
-    raise PhoneError(f"no free port span of {span} in {PORT_RANGE}")
+    raise PhoneError(f"no free port span of {span} in {(lo, hi)}")
 
 
 class EventLog:

@@ -37,7 +37,7 @@ class Pjsua:
     def __init__(self, *, user: str = "pjsua", codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722"),
                  auto_answer: bool = False, auth: tuple[str, str] | None = None, tcp: bool = False) -> None:
         self.port = free_port(span=1)
-        self.rtp_port = free_port(span=2, tcp=False)
+        self.rtp_port = free_port(span=2, tcp=False, rtp=True)
         self.user = user
         self.uri = f"sip:{user}@{HOST}:{self.port}"
         self.dir = tempfile.mkdtemp(prefix="pjsua-")

@@ -73,7 +73,7 @@ class Phone:
         acfg.mediaConfig.transportConfig.boundAddress = args.host
         acfg.mediaConfig.transportConfig.publicAddress = args.host
         acfg.mediaConfig.transportConfig.port = args.rtp_port
-        acfg.mediaConfig.transportConfig.portRange = 400
+        acfg.mediaConfig.transportConfig.portRange = 40  # count up from --rtp-port if taken
         # no re-INVITE to lock one codec after a multi-codec answer: SIPp scenarios don't expect it
         acfg.mediaConfig.lockCodecEnabled = False
         acfg.natConfig.iceEnabled = False
@@ -211,6 +211,13 @@ class Call(pj.Call):
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         emit("dtmf", call=self.getId(), digit=prm.digit, method=METHOD_NAMES.get(prm.method, str(prm.method)),
              duration_ms=None if prm.duration >= 0xFFFF else int(prm.duration))  # unknown for RFC 4733 starts
+
+    def onDtmfEvent(self, prm: pj.OnDtmfEventParam) -> None:
+        # RFC 4733: a start, updates every packet (flag 1) and an end (flag 2, PJMEDIA_STREAM_DTMF_IS_END);
+        # one call for a SIP INFO digit. Gives durations, which onDtmfDigit lacks for RFC 4733.
+        emit("dtmf_event", call=self.getId(), digit=prm.digit,
+             method=METHOD_NAMES.get(prm.method, str(prm.method)), duration_ms=int(prm.duration),
+             update=bool(prm.flags & 1), end=bool(prm.flags & 2), flags=int(prm.flags), timestamp=int(prm.timestamp))
 
 
 def main() -> int:

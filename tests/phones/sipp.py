@@ -276,7 +276,7 @@ class Sipp:
                  auth: tuple[str, str] | None = None, keys: Mapping[str, str] | None = None,
                  extra: tuple[str, ...] = (), transport: str = "u1") -> None:
         self.port = free_port(span=1)
-        self.media_port = free_port(span=4, tcp=False)
+        self.media_port = free_port(span=4, tcp=False, rtp=True)
         self.dir = tempfile.mkdtemp(prefix="sipp-")
         self.uri = f"sip:{service}@{HOST}:{self.port}"
         path = os.path.join(self.dir, "scenario.xml")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from .baresip import baresip_phone
-from .common import PORT_RANGE, PhoneError, free_port
+from .common import PORT_RANGE, RTP_RANGE, PhoneError, free_port
 from .pjsua import pjsua_phone
 from .sipp import render, run_sipp, uac_scenario
 
@@ -25,6 +25,24 @@ def test_free_ports_are_in_range_distinct_and_bindable():
     ports = {free_port(span=2) for _ in range(20)}
     assert len(ports) == 20
     assert all(PORT_RANGE[0] <= p < PORT_RANGE[1] for p in ports)
+    assert RTP_RANGE[0] <= free_port(span=2, rtp=True) < RTP_RANGE[1]
+
+
+@pytest.mark.interop
+def test_pjsua_over_tcp_and_dtmf_event_durations():
+    with pjsua_phone(auto_answer=True, tcp=True, user="callee") as callee, pjsua_phone(tcp=True) as caller:
+        caller.call(callee.uri + ";transport=tcp")
+        caller.wait_state("CONFIRMED")
+        incoming = callee.wait_event("incoming")
+        assert incoming["sdp"].startswith("v=0")
+        callee.wait_event("media", active=True)
+        caller.send_dtmf("7", method="rfc4733", duration_ms=200)
+        end = callee.wait_event("dtmf_event", end=True)
+        assert end["digit"] == "7" and end["method"] == "rfc4733"
+        assert 150 <= end["duration_ms"] <= 300, end  # RFC 4733 duration as received, in ms
+        log = open(callee.log_path, errors="replace").read()
+        assert "TCP" in log and "INVITE" in log
+        caller.hangup()
 
 
 @pytest.mark.interop

@@ -323,7 +323,7 @@ def challenging_uas(challenger: Challenger, results: list, users: dict[str, str]
     ask, answer_header = ("Proxy-Authenticate", "proxy-authorization") if proxy else (
         "WWW-Authenticate", "authorization")
 
-    rtp_port = free_port(span=2, tcp=False)
+    rtp_port = free_port(span=2, tcp=False, rtp=True)
 
     def policy(req: RawMessage) -> list[bytes]:
         now = time.time()

@@ -353,7 +353,7 @@ class AnsweringUas:
     """A raw loopback UAS that answers every INVITE (and re-INVITE) with roomtone's SDP answer."""
 
     def __init__(self, caps: AudioCapabilities = DEFAULT_CAPS) -> None:
-        self.session = SdpSession("127.0.0.1", free_port(span=2, tcp=False), caps)
+        self.session = SdpSession("127.0.0.1", free_port(span=2, tcp=False, rtp=True), caps)
         self.offers: list[SessionDescription] = []
         self.answers: list[Answer] = []
         self.uas = RawUas(self.policy)
