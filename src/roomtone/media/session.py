@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 NTP_EPOCH_OFFSET = 2208988800
-_HEADER = rtp.RTP_HEADER  # seconds from 1900-01-01 to 1970-01-01
+_HEADER = rtp.RTP_HEADER
+_EMPTY = np.zeros(0, dtype=np.int16)  # seconds from 1900-01-01 to 1970-01-01
 
 
 @dataclass(slots=True)
@@ -264,10 +265,15 @@ class RtpSession:
         self._remote_ssrc: int | None = None
         self._reception: _ReceptionStats | None = None
         self._unknown_pts_logged: set[int] = set()
-        self._playout = np.zeros(0, dtype=np.int16)
-        self._play_pos = 0  # stream sample index of the next played-out sample
-        self._write_pos = 0  # stream sample index where the next decoded frame lands
-        self._ts_anchor: tuple[int, int] | None = None  # (rtp timestamp, stream sample index)
+        self._playout_buf = _EMPTY
+        # Two sample streams: "decoded" (what the peer sent, in order, losses concealed; the
+        # detector's input) and "played" (decoded plus silence where the buffer ran dry, minus
+        # audio dropped to catch up; what goes onward). played index = decoded index + _pad.
+        self._play_pos = 0  # played samples so far
+        self._dec_pos = 0  # decoded samples so far
+        self._pad = 0
+        self._played_frame: np.ndarray | None = None
+        self._ts_anchor: tuple[int, int] | None = None  # (rtp timestamp, decoded sample index)
         self._received_audio: deque[np.ndarray] = deque(maxlen=cfg.received_audio_frames)
         # DTMF
         self._rx4733 = rfc4733.Receiver(codec.clock_rate)
@@ -445,21 +451,24 @@ class RtpSession:
     def tick(self, now: float) -> None:
         """Run every tick that is due by ``now`` (single-session path, detection included)."""
         while self._next_tick <= now and not self.closed:
-            frame = self.tick_io(self._next_tick, now)
-            events = self._detector.process(frame) if self._detector is not None else []
-            self.finish_tick(frame, events, now)
+            decoded = self.tick_io(self._next_tick, now)
+            events = self._detector.process(decoded) if self._detector is not None else []
+            self.finish_tick(decoded, events, now)
 
     def tick_io(self, tick_time: float, now: float) -> np.ndarray:
         """First half of a tick: send this tick's packets, play out one received frame.
 
-        Batched engines call this for every session, run one detector pass over all the returned
-        frames, then call :meth:`finish_tick` with each session's detector events.
+        Returns the audio decoded this tick (usually one frame; none while the jitter buffer waits,
+        two when it catches up): the in-band detector's input. It is the peer's stream without the
+        silence a late packet makes the playout insert, so a scheduling hiccup here never splits a
+        tone in two. Batched engines run one detector pass over every session's decoded audio, then
+        call :meth:`finish_tick` with each session's detector events.
         """
         self._next_tick = tick_time + self.ptime
         self._send_tick(tick_time)
         if self.config.telephone_event_pt is not None:
             self._on_rfc4733(self._rx4733.poll(now))
-        frame = self._playout_frame(now)
+        decoded = self._playout(now)
         if now >= self._next_rtcp:
             self._send_rtcp(now)
         timeout = self.config.media_timeout
@@ -467,32 +476,37 @@ class RtpSession:
             self._timeout_reported = True
             log.info("no media from the peer for %.1f s", now - self._last_rx)
             self._events.append(MediaTimeout(now - self._last_rx))
-        return frame
+        return decoded
 
-    def finish_tick(self, frame: np.ndarray, inband_events: list[tuple[str, int, int, int]],
+    def finish_tick(self, decoded: np.ndarray, inband_events: list[tuple[str, int, int, int]],
                     now: float) -> None:
-        """Second half: apply in-band detector events and hand the frame onward.
+        """Second half: apply in-band detector events and hand the played frame onward.
 
         ``inband_events`` are ``("started", code, start_sample, 0)`` or
-        ``("ended", code, start_sample, duration_samples)`` with sample indices counted from the
-        first frame this session played out.
+        ``("ended", code, start_sample, duration_samples)`` with indices in the decoded stream
+        (counted from the first sample :meth:`tick_io` returned).
         """
         rate = self.codec.sample_rate
-        end_pos = self._play_pos  # stream index just after this frame
+        end_pos = self._dec_pos  # decoded index just after this tick's audio
         for kind, code, start, length in inband_events:
-            # the call clock time of a sample: when it was played out, minus the jitter delay so it
-            # lines up with the arrival times RFC 4733 and INFO use
+            # decoded audio leaves the jitter buffer ``jitter_delay`` after it arrived: subtract it
+            # so in-band times line up with the arrival times RFC 4733 and INFO use
             start_time = now - (end_pos - start) / rate - self.config.jitter_delay
+            played = start + self._pad
             if kind == "started":
                 self._inband_open[code] = start
                 self._emit_start(code, "inband", start_time)
                 if self._suppressor is not None:
-                    self._suppressor.mute(start, None)
+                    self._suppressor.mute(played, None)
             else:
                 self._inband_open.pop(code, None)
                 if self._suppressor is not None:
-                    self._suppressor.close(start, start + length)
+                    self._suppressor.close(played, played + length)
                 self._emit_end(code, "inband", start_time, length / rate, None)
+        frame = self._played_frame
+        if frame is None:
+            return
+        self._played_frame = None
         if self._suppressor is not None:
             frame = self._suppressor.process(frame)
         if len(self._received_audio) == self._received_audio.maxlen:
@@ -607,50 +621,60 @@ class RtpSession:
         return rtp.ReceiverReport(self.ssrc, blocks)
 
     # ------------------------------------------------------------------ internals: receiving
-    def _playout_frame(self, now: float) -> np.ndarray:
+    def _playout(self, now: float) -> np.ndarray:
+        """Decode what the jitter buffer releases; queue one played frame. Returns the decoded audio."""
         n = self.frame_samples
         spt = self.codec.samples_per_tick
         frames = self.jitter.pop(now)
-        if len(frames) == 1 and not len(self._playout) and frames[0].payload is not None:
+        if len(frames) == 1 and not len(self._playout_buf) and frames[0].payload is not None:
             # the common case: exactly one whole frame due, nothing buffered
             jf = frames[0]
             pcm = self._decoder.decode(jf.payload)  # type: ignore[arg-type]
+            self._ts_anchor = (jf.timestamp, self._dec_pos)
+            self._dec_pos += len(pcm)
             if len(pcm) == n:
-                self._ts_anchor = (jf.timestamp, self._write_pos)
-                self._write_pos += n
                 self._play_pos += n
+                self._played_frame = pcm
                 return pcm
-            frames = []
-            self._ts_anchor = (jf.timestamp, self._write_pos)
-            self._playout = pcm
-            self._write_pos += len(pcm)
-        for jf in frames:
-            if jf.payload is None:
-                pcm = np.zeros(jf.duration * spt, dtype=np.int16)
-            else:
-                pcm = self._decoder.decode(jf.payload)
-            self._ts_anchor = (jf.timestamp, self._write_pos)
-            self._playout = np.concatenate((self._playout, pcm)) if len(self._playout) else pcm
-            self._write_pos += len(pcm)
-        if len(self._playout) > 4 * n:  # we fell behind (a burst): keep the newest audio
-            drop = len(self._playout) - 2 * n
-            self._playout = self._playout[drop:]
-            self._play_pos += drop
-        if len(self._playout) >= n:
-            frame, self._playout = self._playout[:n], self._playout[n:]
+            self._playout_buf = pcm
+            decoded = pcm
         else:
-            frame = np.concatenate((self._playout, np.zeros(n - len(self._playout), dtype=np.int16)))
-            self._write_pos += n - len(self._playout)
-            self._playout = np.zeros(0, dtype=np.int16)
+            parts = []
+            for jf in frames:
+                if jf.payload is None:
+                    pcm = np.zeros(jf.duration * spt, dtype=np.int16)
+                else:
+                    pcm = self._decoder.decode(jf.payload)
+                self._ts_anchor = (jf.timestamp, self._dec_pos)
+                self._dec_pos += len(pcm)
+                parts.append(pcm)
+            decoded = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else _EMPTY
+            if len(decoded):
+                self._playout_buf = (np.concatenate((self._playout_buf, decoded))
+                                     if len(self._playout_buf) else decoded)
+        buf = self._playout_buf
+        if len(buf) > 4 * n:  # we fell behind (a burst): keep the newest audio
+            drop = len(buf) - 2 * n
+            buf = buf[drop:]
+            self._pad -= drop
+        if len(buf) >= n:
+            frame, buf = buf[:n], buf[n:]
+        else:
+            # ran dry: pad with silence; later decoded samples play that much later
+            self._pad += n - len(buf)
+            frame = np.concatenate((buf, np.zeros(n - len(buf), dtype=np.int16)))
+            buf = _EMPTY
+        self._playout_buf = buf
         self._play_pos += n
-        return frame
+        self._played_frame = frame
+        return decoded
 
     def _stream_pos(self, ts: int) -> int:
-        """Stream sample index of an RTP timestamp (through the last decoded frame's anchor)."""
+        """Played-stream sample index of an RTP timestamp (via the last decoded frame's anchor)."""
         if self._ts_anchor is None:
-            return self._write_pos
+            return self._dec_pos + self._pad
         anchor_ts, anchor_pos = self._ts_anchor
-        return anchor_pos + rtp.ts_diff(ts, anchor_ts) * self.codec.samples_per_tick
+        return anchor_pos + self._pad + rtp.ts_diff(ts, anchor_ts) * self.codec.samples_per_tick
 
     def _on_rfc4733(self, events: list[rfc4733.ReceiverEvent]) -> None:
         for ev in events:
