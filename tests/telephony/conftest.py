@@ -76,3 +76,24 @@ async def gateway() -> AsyncIterator[SipGateway]:
         await gw.close()
         await rooms.close()
         telephony.close()
+
+
+@dataclass
+class Watcher:
+    """Records the SIP participant's attribute history as the room reports it."""
+
+    statuses: list[str] = field(default_factory=list)
+
+    def on_participants(self, infos: list[models.ParticipantInfo]) -> None:
+        for info in infos:
+            status = info.attributes.get("sip.callStatus")
+            if info.kind == models.ParticipantInfo.SIP and status and (not self.statuses or self.statuses[-1] != status):
+                self.statuses.append(status)
+
+
+async def watch(rooms: RoomManager, room: str, identity: str = "watcher") -> tuple[Listener, Watcher]:
+    packets: list[models.DataPacket] = []
+    watcher = Watcher()
+    p = await rooms.join(room, identity, endpoint=CallbackEndpoint(on_data=packets.append,
+                                                                    on_participants=watcher.on_participants))
+    return Listener(p, packets), watcher

@@ -320,8 +320,10 @@ class SipGateway:
     def _forget(self, bridge: SipParticipant) -> None:
         active = self.calls.pop(bridge.call_id, None)
         if active is not None:
+            current = asyncio.current_task()
             for task in active.tasks:
-                task.cancel()
+                if task is not current:
+                    task.cancel()
 
     async def _play(self, media: MediaCall, name: str) -> float:
         """Queue prompt ``name``; returns its length in seconds (0 when it cannot be played)."""
