@@ -7,6 +7,10 @@ Two ways in:
   room manager, verifier and config from the app keys and opens the telephony store named by
   ``sip.db`` in the config (default ``$XDG_DATA_HOME/roomtone/telephony.sqlite``; ``":memory:"``
   for a throwaway one). Wire it with ``DEFAULT_SERVICES.append(server_installer)``.
+  It also starts the SIP gateway (:class:`roomtone.telephony.gateway.SipGateway`) when the app
+  starts, configured by the ``sip`` section (see :func:`gateway_config`); ``sip.enabled: false``
+  leaves it off. A gateway that cannot bind its port is logged as an error and the rest of the
+  server keeps running.
 
 ``install(app, verifier=..., rooms=..., telephony=...)`` adds
 ``POST /twirp/livekit.RoomService/*``, ``/twirp/livekit.SIP/*`` and the roomtone extension
@@ -29,11 +33,69 @@ log = logging.getLogger(__name__)
 
 APP_KEY = web.AppKey("roomtone.api", TwirpServer)
 TELEPHONY = web.AppKey("roomtone.telephony", object)
+GATEWAY = web.AppKey("roomtone.sip_gateway", object)
 
 
 def default_db_path() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "roomtone", "telephony.sqlite")
+
+
+def gateway_config(section: dict[str, Any], bind: str) -> Any:
+    """``GatewayConfig`` from the YAML ``sip`` section::
+
+        sip:
+          db: /var/lib/roomtone/telephony.sqlite
+          enabled: true
+          host: 127.0.0.1            # default: the server's bind address
+          port: 5060
+          transports: [UDP, TCP]
+          rtp_port_range_start: 10000
+          rtp_port_range_end: 20000
+          realm: roomtone
+          accept_without_trunk: false
+          dtmf_mode: auto            # default for trunks without roomtone options
+          allow_sip_to_sip: false
+          publish_pre_join: true
+          prompt_dir: /etc/roomtone/prompts
+          pin: {max_digits: 16, inter_digit_timeout: 5, overall_timeout: 60, retries: 2}
+    """
+    from roomtone.telephony.gateway import GatewayConfig
+    from roomtone.telephony.options import DTMF_MODES, TrunkOptions
+    from roomtone.telephony.pin import PinConfig
+
+    known = {
+        "db", "enabled", "host", "port", "transports", "rtp_port_range_start", "rtp_port_range_end", "realm",
+        "accept_without_trunk", "dtmf_mode", "allow_sip_to_sip", "publish_pre_join", "prompt_dir", "pin",
+    }
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"config sip: unknown key(s) {sorted(unknown)}")
+    mode = str(section.get("dtmf_mode", "auto"))
+    if mode not in DTMF_MODES:
+        raise ValueError(f"config sip.dtmf_mode: {mode!r} is not one of {', '.join(DTMF_MODES)}")
+    pin_section = section.get("pin") or {}
+    if not isinstance(pin_section, dict):
+        raise ValueError("config sip.pin must be a mapping")
+    try:
+        pin = PinConfig(**pin_section)
+    except TypeError as exc:
+        raise ValueError(f"config sip.pin: {exc}") from None
+    return GatewayConfig(
+        sip_host=str(section.get("host") or bind),
+        sip_port=int(section.get("port", 5060)),
+        transports=tuple(str(t).upper() for t in section.get("transports", ("UDP", "TCP"))),
+        rtp_ports=(int(section.get("rtp_port_range_start", 10000)), int(section.get("rtp_port_range_end", 20000))),
+        realm=str(section.get("realm", "roomtone")),
+        accept_without_trunk=bool(section.get("accept_without_trunk", False)),
+        pin=pin,
+        prompt_dir=section.get("prompt_dir"),
+        trunk_defaults=TrunkOptions(
+            dtmf_mode=mode,
+            allow_sip_to_sip=bool(section.get("allow_sip_to_sip", False)),
+            publish_pre_join=bool(section.get("publish_pre_join", True)),
+        ),
+    )
 
 
 def server_installer(app: web.Application) -> None:
@@ -53,8 +115,30 @@ def server_installer(app: web.Application) -> None:
     async def _close(_app: web.Application) -> None:
         telephony.close()
 
-    app.on_cleanup.append(_close)
     install(app, verifier=app[server.VERIFIER], rooms=app[server.ROOMS], telephony=telephony)
+    if sip_section.get("enabled", True):
+        cfg = gateway_config(sip_section, config.bind)
+
+        async def _start_gateway(app: web.Application) -> None:
+            from roomtone.telephony.gateway import SipGateway
+
+            gateway = SipGateway(telephony, app[server.ROOMS], cfg)
+            try:
+                await gateway.start()
+            except OSError as exc:
+                log.error("SIP gateway not started: cannot listen on %s:%d: %s", cfg.sip_host, cfg.sip_port, exc)
+                await gateway.ua.close()
+                return
+            app[GATEWAY] = gateway
+
+        async def _stop_gateway(app: web.Application) -> None:
+            gateway: Any = app.get(GATEWAY)
+            if gateway is not None:
+                await gateway.close()
+
+        app.on_startup.append(_start_gateway)
+        app.on_shutdown.append(_stop_gateway)
+    app.on_cleanup.append(_close)
 
 
 def install(
