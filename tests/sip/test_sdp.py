@@ -147,6 +147,13 @@ def test_answer_to_baresip_offer_uses_offerers_first_codec_and_events():
     assert parsed(a.sdp.serialize()).serialize() == a.sdp.serialize()
 
 
+def test_remote_rtcp_port_from_attribute_mux_or_default():
+    assert answered(parsed(PJSUA2_OFFER)).audio.remote_rtcp_port == 21533  # a=rtcp:21533
+    assert answered(parsed(BARESIP_OFFER)).audio.remote_rtcp_port == 21977  # RTP + 1
+    muxed = parsed(SIPP_OFFER + "a=rtcp-mux\r\n")
+    assert answered(muxed).audio.remote_rtcp_port == 6000
+
+
 def test_answer_prefers_ours_when_asked_and_intersects_events():
     caps = AudioCapabilities(codecs=("G722", "PCMA"), prefer="ours", events=frozenset(range(12)))
     a = answered(parsed(PJSUA2_OFFER), caps)
@@ -344,6 +351,35 @@ def test_mangled_real_offers_never_raise(prefix, cut, junk):
     result = parse_sdp(prefix[:cut] + junk + prefix[cut:])
     if isinstance(result, SessionDescription):
         assert isinstance(build_answer(result, "127.0.0.1", 1), Answer | Rejection)
+
+
+_codec_names = st.lists(st.sampled_from(["PCMU", "PCMA", "G722"]), unique=True, max_size=3).map(tuple)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ours=_codec_names, theirs=_codec_names, prefer=st.sampled_from(["offerer", "ours"]),
+       their_events=st.frozensets(st.integers(0, 16)), te=st.booleans())
+def test_negotiation_picks_by_policy_or_rejects(ours, theirs, prefer, their_events, te):
+    offer = build_offer("10.0.0.1", 4000, AudioCapabilities(codecs=theirs, telephone_event=te,
+                                                            events=their_events or frozenset({0})))
+    result = build_answer(parsed(offer.serialize()), "10.0.0.2", 5000,
+                          AudioCapabilities(codecs=ours, prefer=prefer))
+    common = [c for c in (theirs if prefer == "offerer" else ours) if c in ours and c in theirs]
+    if not common:
+        assert isinstance(result, Rejection) and result.status == 488
+        return
+    assert isinstance(result, Answer), result
+    assert result.audio.codec.name == common[0]
+    if te:
+        assert result.audio.telephone_events == (their_events or frozenset({0})) & frozenset(range(17))
+    else:
+        assert result.audio.telephone_event_pt is None
+    # and the offerer reads the same agreement out of the answer
+    back = parse_answer(offer, parsed(result.sdp.serialize()))
+    assert isinstance(back, NegotiatedAudio)
+    assert (back.codec, back.payload_type, back.telephone_event_pt) == (
+        result.audio.codec, result.audio.payload_type, result.audio.telephone_event_pt)
+    assert back.telephone_events == result.audio.telephone_events
 
 
 # --------------------------------------------------------------------------- real phones

@@ -468,6 +468,7 @@ class NegotiatedAudio:
     telephone_events: frozenset[int]
     ptime: int  # what the peer wants to receive (its a=ptime, else 20)
     direction: Direction  # OUR direction: may we send, do we expect to receive
+    remote_rtcp_port: int | None = None  # a=rtcp (RFC 3605), else RTP port + 1; None if port 0
 
     @property
     def on_hold(self) -> bool:
@@ -504,6 +505,20 @@ def _remote_ptime(sd: SessionDescription, m: Media) -> int:
         if 10 <= p <= 200:
             return p
     return 20
+
+
+def _rtcp_port(m: Media) -> int | None:
+    """Where the peer wants RTCP: a=rtcp-mux means the RTP port, a=rtcp:PORT (RFC 3605), else port+1."""
+    if m.port == 0:
+        return None
+    if m.attribute("rtcp-mux") is not None:
+        return m.port
+    value = m.attribute("rtcp")
+    if value:
+        head = value.split()[0]
+        if head.isdigit() and 0 < int(head) <= 65535:
+            return int(head)
+    return m.port + 1 if m.port < 65535 else None
 
 
 def _describe(m: Media) -> str:
@@ -646,6 +661,7 @@ def build_answer(
         telephone_events=te[1] if te else frozenset(),
         ptime=_remote_ptime(offer, offered_m),
         direction=answer_dir,
+        remote_rtcp_port=_rtcp_port(offered_m),
     )
     return Answer(answer, negotiated)
 
@@ -703,6 +719,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
             telephone_events=(events & ours_events) if te_ok and ours_events is not None else frozenset(),
             ptime=_remote_ptime(answer, am),
             direction=_intersect(our_offer_dir, _MIRROR[remote_dir]),
+            remote_rtcp_port=_rtcp_port(am),
         )
     return Rejection("answer rejected every audio stream")
 
