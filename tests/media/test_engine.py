@@ -97,3 +97,11 @@ def test_bank_gives_the_same_digits_as_one_detector_per_call_and_recycles_slots(
         events += bank.process([reused], [tone[i:i + 160]])[0]
     assert [(e[0], e[1]) for e in events] == [("started", 7), ("ended", 7)]
     assert events[0][2] < 80  # the tone starts at sample 0 of the new owner's stream
+
+
+def test_bank_tolerates_ticks_with_no_new_audio():
+    bank = InbandBank(8000, chunk=4)
+    slots = [bank.add() for _ in range(3)]
+    empty = np.zeros(0, dtype=np.int16)
+    assert bank.process(slots, [empty, empty, empty]) == [[], [], []]
+    assert bank.process(slots, [np.zeros(160, dtype=np.int16), empty, np.zeros(320, dtype=np.int16)]) == [[], [], []]

@@ -151,6 +151,8 @@ class InbandBank:
             channel_of = {slots[i] % self.chunk: i for i in (idx or [])}
             uniform = all(len(frames[i]) == n for i in (idx or []))
             silent_ok = len(channel_of) == sum(c.owner)  # every live channel has a frame
+            if uniform and n == 0:
+                continue  # nothing new anywhere (the detector bank must not be fed empty blocks)
             if uniform and silent_ok:
                 block = np.zeros((c.size, n), dtype=np.int16)
                 for ch, i in channel_of.items():
