@@ -68,7 +68,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from roomtone.dtmf.digits import CANONICAL, MAX_EVENT, DtmfError, Pause, Step, Tone, parse_sequence
 from roomtone.media.rtp import RtpPacket, seq_newer, ts_add, ts_diff
@@ -93,9 +93,10 @@ class EventError:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class TelephoneEvent:
-    """The 4-byte RFC 4733 §2.3 payload. ``volume`` is the attenuation 0-63 (meaning -dBm0)."""
+class TelephoneEvent(NamedTuple):
+    """The 4-byte RFC 4733 §2.3 payload. ``volume`` is the attenuation 0-63 (meaning -dBm0).
+
+    A NamedTuple rather than a dataclass: it is built once per packet, and tuples are cheap."""
 
     event: int
     end: bool = False
@@ -124,6 +125,11 @@ def validate_event(ev: TelephoneEvent) -> EventError | None:
     if not 0 <= ev.duration <= MAX_DURATION:
         return EventError(f"duration {ev.duration} out of range 0-65535")
     return None
+
+
+def _parse_fast(payload: bytes) -> TelephoneEvent:
+    code, flags, duration = _PAYLOAD.unpack(payload)
+    return TelephoneEvent(code, flags >= 0x80, flags & 0x3F, duration, bool(flags & 0x40))
 
 
 def parse_event(payload: bytes) -> TelephoneEvent | EventError:
@@ -164,8 +170,7 @@ class SenderConfig:
             raise ValueError("end_repeats must be at least 1")
 
 
-@dataclass(frozen=True, slots=True)
-class EventPacket:
+class EventPacket(NamedTuple):
     """One packet to send: caller adds SSRC, sequence number and payload type.
 
     ``timestamp`` is the RTP timestamp of the event (segment) start under the Sender's clock
@@ -235,6 +240,7 @@ class _ActiveTone:
     start: float  # seconds
     start_ts: int  # RTP timestamp of the first segment
     total: int  # samples
+    n: int = 1  # packets in the tone (the last one is the end packet, repeated)
     next_k: int = 0  # index of the next update packet
     end_sent: int = 0
 
@@ -354,26 +360,27 @@ class Sender:
     # internals
 
     def _tone_time(self, tone: _ActiveTone) -> float:
-        n = self._n_packets(tone)
+        n = tone.n
         if tone.next_k < n - 1:
             return tone.start + tone.next_k * self._pseconds
         return tone.start + (n - 1 + tone.end_sent) * self._pseconds
 
-    def _n_packets(self, tone: _ActiveTone) -> int:
-        return max(1, -(-tone.total // self._psamples))
+    def _n_packets(self, total: int) -> int:
+        return max(1, -(-total // self._psamples))
 
     def _packet(self, tone: _ActiveTone, k: int, end: bool, send_at: float) -> EventPacket:
         covered = tone.total if end else (k + 1) * self._psamples
         seg = (k * self._psamples) // self._segment
         ev = TelephoneEvent(tone.code, end, tone.volume, covered - seg * self._segment)
-        return EventPacket(ev.serialize(), k == 0 and not tone.end_sent, ts_add(tone.start_ts, seg * self._segment),
+        payload = _PAYLOAD.pack(tone.code, (0x80 if end else 0) | tone.volume, ev.duration)  # fields valid by construction
+        return EventPacket(payload, k == 0 and not tone.end_sent, ts_add(tone.start_ts, seg * self._segment),
                            ev, send_at, tone.handle)
 
     def _seg(self, k: int) -> int:
         return (k * self._psamples) // self._segment
 
     def _emit(self, tone: _ActiveTone, now: float, out: list[EventPacket]) -> None:
-        n = self._n_packets(tone)
+        n = tone.n
         if tone.next_k < n - 1:
             # A late poll skips updates it overran (durations are cumulative), but never the first
             # packet (marker) nor the first packet of a segment (it introduces the new timestamp).
@@ -430,8 +437,8 @@ class Sender:
         start_ts = self.timestamp_at(start)
         if self._last_start_ts is not None and start_ts == self._last_start_ts:
             start_ts = ts_add(start_ts, 1)  # never reuse the previous event's timestamp
-        self._tone = _ActiveTone(handle, step.code, volume, start, start_ts,
-                                 max(1, round(self._rate * tone_ms / 1000)))
+        total = max(1, round(self._rate * tone_ms / 1000))
+        self._tone = _ActiveTone(handle, step.code, volume, start, start_ts, total, self._n_packets(total))
         return True
 
     def _truncate(self) -> None:
@@ -444,7 +451,8 @@ class Sender:
         if tone.end_sent:
             return
         tone.total = min(tone.total, tone.next_k * self._psamples)
-        tone.next_k = self._n_packets(tone) - 1
+        tone.n = self._n_packets(tone.total)
+        tone.next_k = tone.n - 1
 
 
 # --- receiver --------------------------------------------------------------------------------
@@ -566,7 +574,7 @@ class Receiver:
     def receive(self, now: float, *, ssrc: int, timestamp: int, payload: bytes, marker: bool = False,
                 sequence: int | None = None) -> list[ReceiverEvent]:
         out: list[ReceiverEvent] = []
-        ev = parse_event(payload)
+        ev = _parse_fast(payload) if len(payload) == 4 else parse_event(payload)
         if isinstance(ev, EventError):
             log.info("dropping telephone-event from SSRC %08x: %s", ssrc, ev.reason)
             out.append(Anomaly("bad_payload", ssrc, timestamp, None, now, ev.reason))
@@ -671,6 +679,8 @@ class Receiver:
     # internals
 
     def _stream(self, ssrc: int, now: float, out: list[ReceiverEvent]) -> _Stream:
+        if ssrc == self._current_ssrc:
+            return self._streams[ssrc]
         if self._current_ssrc is not None and ssrc != self._current_ssrc:
             old = self._streams.get(self._current_ssrc)
             if old is not None and old.open is not None:
