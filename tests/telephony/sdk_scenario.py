@@ -140,7 +140,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         phone.send("quit")
         try:
             await asyncio.wait_for(proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
         await room.disconnect()
         await lk.aclose()
