@@ -2,7 +2,7 @@
 after the track was published) must hear it. Prints a JSON result: per receiver, the dominant
 frequency and RMS of one second of received audio, and who published it.
 
-Usage: python lk_audio.py URL TOKEN_A TOKEN_B TOKEN_C FREQ
+Usage: python lk_audio.py URL TOKEN_A TOKEN_B TOKEN_C FREQ [v0|v1]
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ async def listen(room: rtc.Room, result: dict, name: str, done: asyncio.Event) -
     done.set()
 
 
-async def main(url: str, ta: str, tb: str, tc: str, freq: float) -> dict:
+async def main(url: str, ta: str, tb: str, tc: str, freq: float, mode: str) -> dict:
     result: dict = {"errors": []}
-    opts = rtc.RoomOptions(single_peer_connection=False, connect_timeout=20)
+    opts = rtc.RoomOptions(single_peer_connection=(mode == "v1"), connect_timeout=20)
     rooms = []
     try:
         b = rtc.Room()
@@ -105,4 +105,5 @@ async def main(url: str, ta: str, tb: str, tc: str, freq: float) -> dict:
 
 if __name__ == "__main__":
     url, ta, tb, tc, freq = sys.argv[1:6]
-    print(json.dumps(asyncio.run(main(url, ta, tb, tc, float(freq)))), flush=True)
+    mode = sys.argv[6] if len(sys.argv) > 6 else "v0"
+    print(json.dumps(asyncio.run(main(url, ta, tb, tc, float(freq), mode))), flush=True)

@@ -116,10 +116,11 @@ def test_sender_without_can_publish_data_delivers_nothing_and_server_says_why(se
     assert log.count(f"dropped data from mallory ({out['sender_sid']}): participant 'mallory'") == len(ALL_CODES)
 
 
-def test_audio_is_relayed_to_present_and_late_subscribers(server):
-    room = "audio"
+@pytest.mark.parametrize("mode", ["v0", "v1"], ids=["v0-dual-pc", "v1-single-pc"])
+def test_audio_is_relayed_to_present_and_late_subscribers(server, mode):
+    room = f"audio-{mode}"
     toks = [token(i, room) for i in ("alice", "bob", "carol")]
-    res = server.ns.run([sys.executable, str(SCENARIO.with_name("lk_audio.py")), server.url, *toks, "440"], timeout=150)
+    res = server.ns.run([sys.executable, str(SCENARIO.with_name("lk_audio.py")), server.url, *toks, "440", mode], timeout=150)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"rc {res.returncode}\n{res.stderr[-3000:]}\n{server.log()[-3000:]}"
     out = json.loads(lines[-1])

@@ -107,13 +107,29 @@ class Peer:
                 return ch
         return None
 
-    async def answer(self, sdp: str) -> str:
+    async def answer(self, sdp: str, before_answer: Callable[[], None] | None = None) -> str:
+        """Answer a client offer; ``before_answer`` may attach tracks to the offered transceivers."""
         async with self.lock:
             self.remote_msids.update(msids_by_mid(sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await self._flush_candidates()
+            if before_answer is not None:
+                before_answer()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             return self.pc.localDescription.sdp
+
+    def free_receive_sections(self, kind: str) -> list[Any]:
+        """Transceivers the client offered to receive on (recvonly) that carry nothing yet."""
+        return [
+            t
+            for t in self.pc.getTransceivers()
+            if t.kind == kind
+            and t.mid is not None
+            and t.sender.track is None
+            # aiortc keeps the offer's direction reversed: the client's recvonly is our sendonly
+            and getattr(t, "_offerDirection", None) in ("sendonly", "sendrecv")
+            and t.direction != "sendonly"
+        ]
 
     async def offer(self) -> str:
         async with self.lock:

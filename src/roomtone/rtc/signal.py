@@ -14,9 +14,12 @@ Audio: a published audio track is announced to the room (ParticipantUpdate first
 needs) and relayed through aiortc (:mod:`roomtone.rtc.media`) to every v0 subscriber PC, with
 msid ``PA_sid|TR_sid`` and a server re-offer; negotiation is serialised per PC.
 
+Single-PC (v1) clients receive audio on the recvonly sections their offer carries: the server
+attaches tracks to free sections when answering, names them in ``mid_to_track_id``, and when it
+needs a section or a new answer it sends ``MediaSectionsRequirement`` so the client re-offers.
+
 Not implemented (documented, not faked): video relay (``add_track`` for video is answered but the
-track is not announced), media *to* single-PC (v1) clients (that needs
-``MediaSectionsRequirement``; v1 clients still publish audio that v0 clients receive), real
+track is not announced), real
 ICE-restart resume (a resume attempt gets ``LeaveRequest{action: RECONNECT}`` and the client
 rejoins at once, which the SDKs handle), data tracks.
 """
@@ -149,6 +152,8 @@ class SignalSession:
         self._pending_tracks: dict[str, proto_models.TrackInfo] = {}  # cid -> announced by add_track
         self._orphan_media: dict[str, tuple[str, Any]] = {}  # cid -> (mid, track) before add_track
         self._subscribed: dict[str, Any] = {}  # track sid -> our sending transceiver
+        self._v1_wanted: dict[str, tuple[Participant, proto_models.TrackInfo, Any]] = {}  # waiting for a section
+        self._mid_to_track: dict[str, str] = {}
         self._negotiating = False
         self._renegotiate_again = False
         self.auto_subscribe = (
@@ -191,6 +196,9 @@ class SignalSession:
             await self._send_join()
             if self.single_pc:
                 assert self.join_request is not None
+                for publisher, track, media in self.service.rooms.published_tracks(self.room_name):
+                    if self._may_subscribe(publisher, track):
+                        self._v1_wanted[track.sid] = (publisher, track, media)
                 if self.join_request.HasField("publisher_offer"):
                     await self._on_offer(self.join_request.publisher_offer)
             elif self.subscriber_primary:
@@ -377,18 +385,68 @@ class SignalSession:
         self.service.rooms._spawn(self.participant.publish_track(info, track))
 
     def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> None:
+        if self.single_pc:
+            if self._may_subscribe(publisher, track) and track.sid not in self._v1_wanted:
+                self._v1_wanted[track.sid] = (publisher, track, media)
+                self._request_sections()
+            return
         if self._subscribe(publisher, track, media):
             self._spawn_renegotiation()
 
+    def _may_subscribe(self, publisher: Participant, track: proto_models.TrackInfo) -> bool:
+        return (
+            not self._closing
+            and self.auto_subscribe
+            and publisher is not self.participant
+            and track.sid not in self._subscribed
+            and self.participant is not None
+            and self.participant.record.permission.can_subscribe
+        )
+
+    def _request_sections(self) -> None:
+        """v1: ask the client for one more receive section, which also makes it re-offer."""
+        log.debug("%s: media sections requirement (waiting: %s)", self.who, list(self._v1_wanted))
+        self._send(
+            proto_rtc.SignalResponse(
+                media_sections_requirement=proto_rtc.MediaSectionsRequirement(num_audios=1, num_videos=0)
+            )
+        )
+
+    def _attach_v1_tracks(self) -> None:
+        """Between the client's offer and our answer: put wanted tracks on free receive sections."""
+        if self.publisher is None:
+            return
+        free = self.publisher.free_receive_sections("audio")
+        for sid, (publisher, track, media) in list(self._v1_wanted.items()):
+            if not publisher.active or sid not in publisher.media:
+                del self._v1_wanted[sid]
+                continue
+            if not free:
+                break
+            transceiver = free.pop(0)
+            transceiver.sender.replaceTrack(media_mod.subscribe(media))
+            transceiver.sender._stream_id = f"{publisher.sid}|{track.sid}"
+            transceiver.sender._track_id = track.sid
+            transceiver.direction = "sendonly"
+            self._subscribed[sid] = transceiver
+            self._mid_to_track[transceiver.mid] = sid
+            del self._v1_wanted[sid]
+            log.info("%s: subscribed to %s of %s (section %s)", self.who, sid, publisher.identity, transceiver.mid)
+
     def track_unpublished(self, publisher: Participant, track_sid: str) -> None:
+        self._v1_wanted.pop(track_sid, None)
         transceiver = self._subscribed.pop(track_sid, None)
         if transceiver is None:
             return
         old = transceiver.sender.track
         transceiver.sender.replaceTrack(None)
-        transceiver.direction = "inactive"
         if old is not None:
             old.stop()
+        if self.single_pc:
+            transceiver.direction = "recvonly"  # the section is free again after the next offer
+            self._mid_to_track.pop(transceiver.mid, None)
+            return
+        transceiver.direction = "inactive"
         self._spawn_renegotiation()
 
     def _subscribe(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> bool:
@@ -428,14 +486,20 @@ class SignalSession:
         self._trickle_out(self.subscriber, proto_rtc.SUBSCRIBER)
 
     async def _on_offer(self, offer: proto_rtc.SessionDescription) -> None:
+        log.debug("%s: client offer id %d (%d media sections)", self.who, offer.id, offer.sdp.count("\nm="))
         if self.publisher is None:
             self.publisher = self._peer("single" if self.single_pc else "publisher")
         try:
-            sdp = await self.publisher.answer(offer.sdp)
+            sdp = await self.publisher.answer(offer.sdp, self._attach_v1_tracks if self.single_pc else None)
         except Exception as exc:
             log.warning("%s: cannot answer the client's offer: %s", self.who, exc)
             return
-        self._send(proto_rtc.SignalResponse(answer=proto_rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)))
+        answer = proto_rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)
+        if self.single_pc:
+            answer.mid_to_track_id.update(self._mid_to_track)
+        self._send(proto_rtc.SignalResponse(answer=answer))
+        if self.single_pc and self._v1_wanted:
+            self._request_sections()  # more tracks than free sections: ask for another offer
         self._trickle_out(self.publisher, proto_rtc.PUBLISHER)
 
     def _trickle_out(self, peer: Peer, target: int) -> None:
