@@ -29,6 +29,15 @@ from roomtone.media.rtp import RtpPacket
 from tests.analyze.pcaps import Frame, invite_with_sdp, rtp_frames, sender_packets, write_pcap
 
 
+def ours(report: dict) -> dict:
+    """Keep this analyzer's rows: other analyzers (in-band, SIP INFO) report on the same capture."""
+    return {
+        "digits": [d for d in report["digits"] if d["source"] == "rfc4733"],
+        "findings": [f for f in report["findings"] if f["source"] == "rfc4733"],
+        "streams": [s for s in report["streams"] if "telephone-event" in s["description"]],
+    }
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["dtmf", "analyze", *args])
     out, err = capsys.readouterr()
@@ -44,8 +53,7 @@ def test_clean_call_with_sdp(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "digits (rfc4733): 12#" in out
     assert "telephone-event PT 101/8000 (from SDP in frame 1)" in out
     assert "audio PT 0" in out
-    assert "anomalies" not in out
-    report = json.loads(run_cli(capsys, str(path), "--json")[1])
+    report = ours(json.loads(run_cli(capsys, str(path), "--json")[1]))
     digits = report["digits"]
     assert [d["digit"] for d in digits] == ["1", "2", "#"]
     assert [d["duration"] for d in digits] == [0.16] * 3
@@ -79,7 +87,7 @@ def test_anomalies_guessed_payload_type(tmp_path: Path, capsys: pytest.CaptureFi
     path = write_pcap(tmp_path / "bad.pcap", frames, nano=True)
     code, out, err = run_cli(capsys, str(path), "--json")
     assert code == 0, err
-    report = json.loads(out)
+    report = ours(json.loads(out))
     assert "".join(d["digit"] for d in report["digits"]) == "1234"
     assert "guessed" in report["streams"][0]["description"]
     assert "PT 98/8000" in report["streams"][0]["description"]
@@ -98,7 +106,7 @@ def test_pcapng_ipv6_48k_rate_from_timestamps(tmp_path: Path, capsys: pytest.Cap
     path = write_pcap(tmp_path / "v6.pcapng", frames, pcapng=True)
     code, out, err = run_cli(capsys, str(path), "--json")
     assert code == 0, err
-    report = json.loads(out)
+    report = ours(json.loads(out))
     assert "PT 110/48000" in report["streams"][0]["description"]
     assert [(d["digit"], d["duration"]) for d in report["digits"]] == [("9", 0.16), ("*", 0.16)]
     assert report["streams"][0]["label"].startswith("[fd00::2]:30000 -> [fd00::1]:40000")
@@ -159,9 +167,10 @@ def test_sipp_shipped_captures(name: str, digit: str) -> None:
     """SIPp ships RFC 2833 captures recorded from a real phone (played with play_pcap_audio).
     They have a zero-duration first packet and three end packets sharing one sequence number."""
     report = analyze_file(str(SIPP_PCAPS / name), AnalyzeOptions(te_rate=8000))
-    assert [(d.digit, d.source) for d in report.digits] == [(digit, "rfc4733")]
-    assert report.digits[0].duration == pytest.approx(2240 / 8000)
-    assert report.findings == []  # same-sequence end repeats are retransmissions, not duplicates
+    digits = [d for d in report.digits if d.source == "rfc4733"]
+    assert [d.digit for d in digits] == [digit]
+    assert digits[0].duration == pytest.approx(2240 / 8000)
+    assert [f for f in report.findings if f.source == "rfc4733"] == []  # same-sequence end repeats are retransmissions, not duplicates
 
 
 def test_sipp_capture_without_sdp_guesses_the_stream(capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,8 +239,9 @@ def test_plugin_analyzers_share_the_report(tmp_path: Path) -> None:
     finally:
         unregister_analyzer("test-extra")
         unregister_analyzer("test-broken")
-    assert sorted((d.source, d.digit) for d in report.digits) == [("rfc4733", "3"), ("test-extra", "7")]
-    assert len(report.streams) == 1  # both sources under the same stream
+    assert sorted((d.source, d.digit) for d in report.digits if d.source in ("rfc4733", "test-extra")) == [
+        ("rfc4733", "3"), ("test-extra", "7")]
+    assert {d.stream for d in report.digits} == {next(iter(report.streams))}  # one stream section
     assert any("test-broken failed" in n and "boom" in n for n in report.notes)
     text = report.render_text()
     assert "digits (test-extra): 7" in text and "plugin_note: seen" in text
