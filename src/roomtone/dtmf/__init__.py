@@ -3,6 +3,7 @@
 Everything here is pure (sans-IO): no sockets, no clocks.
 """
 
+from roomtone.dtmf.detector import detect
 from roomtone.dtmf.digits import (
     CANONICAL,
     FLASH,
@@ -17,8 +18,11 @@ from roomtone.dtmf.digits import (
     interpret_sip_dtmf,
     parse_sequence,
 )
+from roomtone.dtmf.tones import generate
 
 __all__ = [
+    "detect",
+    "generate",
     "CANONICAL",
     "FLASH",
     "PAUSES",
