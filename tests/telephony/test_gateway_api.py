@@ -1,0 +1,169 @@
+"""Call control through the official livekit-api client and the roomtone CLI, against SIPp.
+
+SIPp plays a SIP provider that demands digest authentication (its ``verifyauth`` action checks
+our answer) and accepts SIP INFO digits; its message trace is what the assertions read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from livekit import api
+from livekit.api.twirp_client import TwirpError
+
+from roomtone.api import install
+from roomtone.rtc.tokens import TokenVerifier
+from roomtone.telephony.gateway import SipGateway
+from tests.phones.sipp import sipp
+
+from ..api.conftest import start_server
+from .conftest import wait_for, watch
+
+pytestmark = pytest.mark.interop
+
+KEY, SECRET = "APIcalls", "calls-secret-0123456789abcdefghijkl"
+
+_SDP = """v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=sipp
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
+_REPLY = """SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: 0
+
+"""
+
+PROVIDER = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="provider with digest">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+{_REPLY.format(status="401 Unauthorized", extra='WWW-Authenticate: Digest realm="provider", nonce="n0nce4roomtone", algorithm=MD5' + chr(10))}]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <verifyauth assign_to="authvalid" username="trunkuser" password="s3cret"/>
+    </action>
+  </recv>
+  <nop hide="true" test="authvalid" next="10"/>
+  <send><![CDATA[
+{_REPLY.format(status="403 Forbidden", extra="")}]]></send>
+  <recv request="ACK" next="99"/>
+  <label id="10"/>
+  <send><![CDATA[
+{_REPLY.format(status="180 Ringing", extra="Contact: <sip:sipp@[local_ip]:[local_port]>" + chr(10))}]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>
+  <recv request="ACK"/>
+  <label id="20"/>
+  <recv request="INFO" optional="true" next="30"/>
+  <recv request="BYE" next="40"/>
+  <label id="30"/>
+  <send><![CDATA[
+{_REPLY.format(status="200 OK", extra="")}]]></send>
+  <nop hide="true" next="20"/>
+  <label id="40"/>
+  <send><![CDATA[
+{_REPLY.format(status="200 OK", extra="")}]]></send>
+  <label id="99"/>
+</scenario>
+"""
+
+
+@pytest.fixture
+async def api_url(gateway: SipGateway) -> AsyncIterator[str]:
+    app = web.Application()
+    install(app, verifier=TokenVerifier({KEY: SECRET}), rooms=gateway.rooms, telephony=gateway.telephony)
+    server = await start_server(app)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "roomtone.cli", "api", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_create_sip_participant_with_digest_then_cli_send_dtmf_and_remove(gateway: SipGateway, api_url: str) -> None:
+    with sipp(PROVIDER, timeout=60) as provider:
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=api.SIPOutboundTrunkInfo(
+                name="provider", address=f"127.0.0.1:{provider.port}", numbers=["+15550999"],
+                auth_username="trunkuser", auth_password="s3cret",
+                metadata='{"roomtone": {"dtmf_mode": "info"}}')))
+            _, watcher = await watch(gateway.rooms, "calls")
+            info = await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="calls",
+                participant_identity="provider-leg", wait_until_answered=True))
+            assert info.participant_identity == "provider-leg" and info.room_name == "calls"
+            p = await lk.room.get_participant(api.RoomParticipantIdentity(room="calls", identity="provider-leg"))
+            assert p.kind == api.ParticipantInfo.SIP and p.attributes["sip.callStatus"] == "active"
+            assert p.attributes["sip.callID"] == info.sip_call_id
+            assert watcher.statuses == ["dialing", "ringing", "active"]
+
+            code, out, err = await cli("send-dtmf", "--url", api_url, "--api-key", KEY, "--api-secret", SECRET,
+                                       "--room", "calls", "--identity", "provider-leg", "--wait", "12#")
+            assert code == 0, err
+            assert '"method": "info"' in out and '"digits": "12#"' in out
+
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room="calls", identity="provider-leg"))
+            result = await asyncio.to_thread(provider.wait, 30)
+    assert result.ok, result.report()
+    signals = re.findall(r"Signal=(\S+)", result.messages)
+    assert signals == ["1", "2", "#"], result.report()
+    assert "Authorization: Digest" in result.messages
+    await wait_for(lambda: gateway.calls == {}, 5, "call forgotten")
+    # removed participants are gone (no status update after removal); the BYE above ended the call
+    assert gateway.rooms.participant("calls", "provider-leg") is None
+
+
+async def test_wrong_trunk_password_is_a_clear_error(gateway: SipGateway, api_url: str) -> None:
+    with sipp(PROVIDER, timeout=30) as provider:
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=api.SIPOutboundTrunkInfo(
+                address=f"127.0.0.1:{provider.port}", numbers=["+15550999"],
+                auth_username="trunkuser", auth_password="wrong")))
+            with pytest.raises(TwirpError) as err:
+                await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                    sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="calls",
+                    wait_until_answered=True))
+            assert err.value.code == "permission_denied"
+            assert err.value.metadata.get("sip_status_code") == "403"
+            # SendDTMF for someone who is not there
+            code, _, errtext = await cli("send-dtmf", "--url", api_url, "--api-key", KEY, "--api-secret", SECRET,
+                                         "--room", "calls", "--identity", "nobody", "1")
+            assert code == 1 and "not_found" in errtext
+        result = await asyncio.to_thread(provider.wait, 20)
+    assert result.ok, result.report()
