@@ -405,3 +405,41 @@ def test_receiver_poll_at_its_own_deadline_always_fires() -> None:
     assert deadline is not None
     assert digits(rx.poll(deadline)) == [("end", "1")]
     assert rx.next_deadline() is None
+
+
+packet_streams = st.lists(
+    st.tuples(
+        st.floats(0, 0.5),  # time step
+        st.sampled_from([1, 2]),  # ssrc
+        st.sampled_from([0, 160, 1280, 0xFFA0, 0xFFFFFF00, 0x7FFFFFFF]),  # timestamp
+        st.binary(min_size=4, max_size=4) | st.binary(max_size=6),
+        st.booleans(),
+        st.integers(0, 0xFFFF),
+    ),
+    max_size=60,
+)
+
+
+@given(packet_streams)
+def test_receiver_any_input_balanced_and_never_raises(stream: list) -> None:
+    """Whatever arrives, every started digit is ended exactly once (after a flush), never twice."""
+    rx = Receiver()
+    now = 0.0
+    events: list = []
+    for step, ssrc, ts, payload, marker, seq in stream:
+        now += step
+        events += rx.poll(now)
+        events += rx.receive(now, ssrc=ssrc, timestamp=ts, payload=payload, marker=marker, sequence=seq)
+    events += rx.flush(now + 1)
+    started = [(e.ssrc, e.timestamp, e.code) for e in events if isinstance(e, DigitStarted)]
+    ended = [(e.ssrc, e.timestamp, e.code) for e in events if isinstance(e, DigitEnded)]
+    assert sorted(started) == sorted(ended)
+    open_keys: set = set()
+    for e in events:
+        key = (e.ssrc, e.timestamp, getattr(e, "code", None))
+        if isinstance(e, DigitStarted):
+            assert key not in open_keys
+            open_keys.add(key)
+        elif isinstance(e, DigitEnded):
+            assert key in open_keys
+            open_keys.remove(key)
