@@ -1,6 +1,7 @@
 """Audio relay with the official Python SDK: A publishes a sine; B (joined before) and C (joined
-after the track was published) must hear it. Prints a JSON result: per receiver, the dominant
-frequency and RMS of one second of received audio, and who published it.
+after the track was published) must hear it; then A unpublishes and both must see the track go.
+Prints a JSON result: per receiver, the dominant frequency and RMS of one second of received
+audio, who published it, and whether the unpublication arrived.
 
 Usage: python lk_audio.py URL TOKEN_A TOKEN_B TOKEN_C FREQ [v0|v1]
 """
@@ -90,8 +91,18 @@ async def main(url: str, ta: str, tb: str, tc: str, freq: float, mode: str) -> d
         rooms.append(c)
         c_done = asyncio.Event()
         await asyncio.wait_for(listen(c, result, "c", c_done), 40)
+        gone = {"b": asyncio.Event(), "c": asyncio.Event()}
+        b.on("track_unsubscribed", lambda *args: gone["b"].set())
+        c.on("track_unsubscribed", lambda *args: gone["c"].set())
+        await a.local_participant.unpublish_track(pub.sid)
         stop.set()
         await sine
+        for name, ev in gone.items():
+            try:
+                await asyncio.wait_for(ev.wait(), 15)
+                result.setdefault("unsubscribed", []).append(name)
+            except TimeoutError:
+                pass
     except Exception as exc:
         result["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:

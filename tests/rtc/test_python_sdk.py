@@ -131,3 +131,6 @@ def test_audio_is_relayed_to_present_and_late_subscribers(server, mode):
         assert abs(got["peak_hz"] - 440) <= 5, got
         # 8000-amplitude sine: RMS 5657; Opus at default bitrate keeps it within a few percent.
         assert 4000 < got["rms"] < 7000, got
+    assert out.get("unsubscribed") == ["b", "c"], out
+    assert f"unpublished {out['published_sid']} (section" in server.log()
+    assert "Traceback" not in server.log()

@@ -235,3 +235,21 @@ def msids_by_mid(sdp: str) -> dict[str, str]:
             if len(parts) >= 2:
                 track = parts[1]
     return out
+
+
+def sending_mids(sdp: str) -> set[str]:
+    """Mids of the media sections in which the offerer sends (sendrecv/sendonly, port not 0)."""
+    out: set[str] = set()
+    mid: str | None = None
+    sending = False
+    for line in sdp.splitlines() + ["m="]:
+        if line.startswith("m="):
+            if mid is not None and sending:
+                out.add(mid)
+            parts = line.split()
+            mid, sending = None, len(parts) > 1 and parts[1] != "0"
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            sending = sending and line in ("a=sendrecv", "a=sendonly")
+    return out

@@ -47,7 +47,7 @@ from roomtone.rooms.manager import Participant
 from roomtone.rooms.model import new_sid
 from roomtone.rtc import media as media_mod
 from roomtone.rtc.auth import AuthFailure, authorize_join, token_from_request
-from roomtone.rtc.peer import LOSSY, RELIABLE, Peer
+from roomtone.rtc.peer import LOSSY, RELIABLE, Peer, sending_mids
 from roomtone.rtc.tokens import Claims, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class SignalSession:
         self._subscribed: dict[str, Any] = {}  # track sid -> our sending transceiver
         self._v1_wanted: dict[str, tuple[Participant, proto_models.TrackInfo, Any]] = {}  # waiting for a section
         self._mid_to_track: dict[str, str] = {}
+        self._published_mids: dict[str, str] = {}  # our publisher PC mid -> the client's track sid
         self._negotiating = False
         self._renegotiate_again = False
         self.auto_subscribe = (
@@ -375,12 +376,24 @@ class SignalSession:
             return
         self._publish_media(info, mid, track)
 
+    def _check_unpublished(self, sdp: str) -> None:
+        """A client unpublishes by renegotiating the track's section to not sending."""
+        if not self._published_mids or self.participant is None:
+            return
+        still = sending_mids(sdp)
+        for mid, sid in list(self._published_mids.items()):
+            if mid not in still:
+                del self._published_mids[mid]
+                log.info("%s: unpublished %s (section %s no longer sends)", self.who, sid, mid)
+                self.service.rooms._spawn(self.participant.unpublish_track(sid))
+
     def _publish_media(self, info: proto_models.TrackInfo, mid: str, track: Any) -> None:
         assert self.participant is not None
         if track.kind != "audio":
             log.info("%s: %s track %s is not relayed (audio only)", self.who, track.kind, info.sid)
             return
         info.mid = mid
+        self._published_mids[mid] = info.sid
         media_mod.keep_draining(track)
         self.service.rooms._spawn(self.participant.publish_track(info, track))
 
@@ -494,6 +507,7 @@ class SignalSession:
         except Exception as exc:
             log.warning("%s: cannot answer the client's offer: %s", self.who, exc)
             return
+        self._check_unpublished(offer.sdp)
         answer = proto_rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)
         if self.single_pc:
             answer.mid_to_track_id.update(self._mid_to_track)
