@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -133,7 +134,7 @@ def serve(port: int) -> None:
     logging.disable(logging.WARNING)
     sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20998 RTP/AVP 0\r\n"
 
-    async def main() -> None:
+    async def run_uas() -> None:
         ua = UserAgent("127.0.0.1", port, transports=("UDP",))
         await ua.start()
 
@@ -148,10 +149,10 @@ def serve(port: int) -> None:
         print("ready", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    asyncio.run(run_uas())
 
 
-def run_sipp(target_port: int, rate: int, calls: int, scenario: list[str]) -> tuple[int, int, str]:
+def run_sipp(target_port: int, rate: int, calls: int, scenario: list[str]) -> Run:
     from tests.sip.sipp_runner import free_port
 
     port = free_port()
@@ -165,8 +166,10 @@ def run_sipp(target_port: int, rate: int, calls: int, scenario: list[str]) -> tu
             "-mi", "127.0.0.1", "-mp", str(mport), "-r", str(rate), "-m", str(calls), "-l", str(rate * 4),
             "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_stat", "-stf", stf,
             "-max_socket", "1000", "-recv_timeout", "10000"]
-    p = subprocess.run(argv, cwd=stat_dir, capture_output=True, text=True, timeout=60)
-    ok = failed = 0
+    t0 = time.monotonic()
+    p = subprocess.run(argv, cwd=stat_dir, capture_output=True, text=True, timeout=90)
+    elapsed = time.monotonic() - t0
+    ok = failed = retrans = 0
     try:
         import csv
 
@@ -175,10 +178,36 @@ def run_sipp(target_port: int, rate: int, calls: int, scenario: list[str]) -> tu
         stats = dict(zip(rows[0], rows[-1], strict=False))
         ok = int(stats.get("SuccessfulCall(C)", "0"))
         failed = int(stats.get("FailedCall(C)", "0"))
+        retrans = int(stats.get("Retransmissions(C)", "0"))
     except (OSError, ValueError, IndexError):
         pass
     shutil.rmtree(stat_dir, ignore_errors=True)
-    return ok, failed + (calls - ok - failed if p.returncode != 0 else 0), p.stdout[-300:]
+    failed += calls - ok - failed if p.returncode != 0 else 0
+    return Run(rate, ok, failed, ok / elapsed, retrans)
+
+
+@dataclass
+class Run:
+    rate: int
+    ok: int
+    failed: int
+    achieved: float
+    """successful calls / wall time of the whole SIPp run (setup to last BYE)"""
+    retrans: int
+
+    @property
+    def clean(self) -> bool:
+        """Every call succeeded and the offered rate was actually carried (within 10 %)."""
+        return self.failed == 0 and self.achieved >= 0.9 * self.rate
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time the process spent runnable but waiting for a CPU (other load on the shared core)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -187,12 +216,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_calls(rates: list[int], seconds: float) -> list[tuple[str, int, int, int, str]]:
+def bench_calls(rates: list[int], seconds: float) -> list[tuple[str, Run, str]]:
     from tests.sip.sipp_runner import SCENARIOS, free_port
 
-    rows: list[tuple[str, int, int, int, str]] = []
+    rows: list[tuple[str, Run, str]] = []
     uac = ["-sf", os.path.join(SCENARIOS, "uac_bye_from_roomtone.xml")]
-    uac_sipp = ["-sn", "uac"]
     # roomtone UAS in its own process, on one core
     port = free_port()
     taskset = ["taskset", "-c", "1"] if shutil.which("taskset") else []
@@ -201,34 +229,34 @@ def bench_calls(rates: list[int], seconds: float) -> list[tuple[str, int, int, i
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         for rate in rates:
-            calls = int(rate * seconds)
-            c0 = cpu_seconds(proc.pid)
+            c0, w0 = cpu_seconds(proc.pid), runqueue_seconds(proc.pid)
             t0 = time.monotonic()
-            ok, failed, _ = run_sipp(port, rate, calls, uac)
-            cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
-            rows.append(("roomtone UAS", rate, ok, failed, f"{cpu * 100:.0f}%"))
-            if failed or ok < calls:
+            run = run_sipp(port, rate, int(rate * seconds), uac)
+            wall = time.monotonic() - t0
+            cpu = (cpu_seconds(proc.pid) - c0) / wall
+            wait = (runqueue_seconds(proc.pid) - w0) / wall
+            rows.append(("roomtone UAS", run, f"{cpu * 100:.0f}% / {wait * 100:.0f}%"))
+            if not run.clean:
                 break
     finally:
         proc.terminate()
         proc.wait()
-    # anchor: SIPp's own UAS (answers; its UAC hangs up) on the same ladder
+    # anchor: SIPp's own UAS (-sn uas answers, its UAC hangs up), same ladder, same core
     port = free_port()
-    sport = subprocess.Popen([*taskset, "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port),
-                              "-mp", str(free_port(4)), "-nostdin"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             cwd="/tmp")
+    sipp_uas = subprocess.Popen([*taskset, "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port),
+                                 "-mp", str(free_port(4)), "-nostdin"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd="/tmp")
     time.sleep(0.5)
     try:
         for rate in rates:
-            calls = int(rate * seconds)
-            ok, failed, _ = run_sipp(port, rate, calls, uac_sipp)
-            rows.append(("anchor: SIPp UAS (C++)", rate, ok, failed, "-"))
-            if failed or ok < calls:
+            run = run_sipp(port, rate, int(rate * seconds), ["-sn", "uac"])
+            rows.append(("anchor: SIPp UAS (C++)", run, "-"))
+            if not run.clean:
                 break
     finally:
-        sport.terminate()
-        sport.wait()
+        sipp_uas.terminate()
+        sipp_uas.wait()
     return rows
 
 
@@ -250,18 +278,19 @@ def main() -> None:
         print(f"| {name:<42} | {r:>10,.0f} | {r / anchor:>8.2f}x |")
     rates = [100, 250, 500] if args.quick else [100, 200, 300, 400, 500, 600, 800, 1000]
     rows = bench_calls(rates, 2.0 if args.quick else 4.0)
-    print("\n## Call setup rate (SIPp UAC: INVITE/200/ACK, callee sends BYE; one core for the callee)\n")
-    print(f"| {'callee':<24} | {'rate cps':>8} | {'ok':>6} | {'failed':>6} | {'callee CPU':>10} |")
-    print(f"|{'-' * 26}|{'-' * 10}|{'-' * 8}|{'-' * 8}|{'-' * 12}|")
-    for name, rate, ok, failed, cpu in rows:
-        print(f"| {name:<24} | {rate:>8} | {ok:>6} | {failed:>6} | {cpu:>10} |")
-    best = {}
-    for name, rate, ok, failed, _ in rows:
-        if not failed and ok >= rate:
-            best[name] = max(best.get(name, 0), rate)
+    print("\n## Call setup rate (SIPp UAC: INVITE/200/ACK, callee sends BYE; callee pinned to one core)\n")
+    print(f"| {'callee':<24} | {'offered cps':>11} | {'carried cps':>11} | {'ok':>6} | {'failed':>6} "
+          f"| {'retrans':>7} | {'callee CPU / waiting for CPU':>28} |")
+    print(f"|{'-' * 26}|{'-' * 13}|{'-' * 13}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 30}|")
+    best: dict[str, int] = {}
+    for name, run, cpu in rows:
+        print(f"| {name:<24} | {run.rate:>11} | {run.achieved:>11.0f} | {run.ok:>6} | {run.failed:>6} "
+              f"| {run.retrans:>7} | {cpu:>28} |")
+        if run.clean:
+            best[name] = max(best.get(name, 0), run.rate)
     print()
     for name, b in best.items():
-        print(f"highest rate with no failed call, {name}: {b} cps")
+        print(f"highest offered rate carried with no failed call, {name}: {b} cps (ladder top {rates[-1]})")
 
 
 if __name__ == "__main__":

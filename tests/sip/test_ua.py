@@ -207,3 +207,24 @@ async def test_malformed_request_answered_with_400_and_rport(pair):
         assert isinstance(resp, Response) and resp.status == 481
     finally:
         sock.close()
+
+
+async def test_100_trying_only_when_the_application_is_slow(pair):
+    a, b = pair
+
+    async def on_invite(call):
+        if b"slow" in call.request.uri.encode():
+            await asyncio.sleep(0.4)
+        await call.answer(ANSWER)
+
+    b.on_invite = on_invite
+    seen = []
+    call = await a.invite(uri(b).replace("bob", "slow"), OFFER, on_provisional=lambda c, r: seen.append(r.status))
+    await call.wait_answered()
+    assert seen == [100]
+    await call.hangup()
+    seen.clear()
+    call = await a.invite(uri(b), OFFER, on_provisional=lambda c, r: seen.append(r.status))
+    await call.wait_answered()
+    assert seen == []  # answered at once: no 100 needed (RFC 3261 §17.2.1, 200 ms rule)
+    await call.hangup()

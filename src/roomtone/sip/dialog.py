@@ -50,11 +50,9 @@ def new_call_id(host: str = "roomtone") -> str:
     return f"{secrets.token_hex(10)}@{host}"
 
 
-def _without_tag(value: str) -> str:
-    """The From/To header value with its tag removed (the dialog's local/remote URI)."""
-    na = parse_name_addr(value)
-    na.params.pop("tag", None)
-    return str(na)
+def _without_tag(na: NameAddr) -> str:
+    """A From/To value with its tag removed (the dialog's local/remote URI)."""
+    return str(NameAddr(na.uri, na.display, {k: v for k, v in na.params.items() if k != "tag"}))
 
 
 def is_in_dialog(req: SipMessage) -> bool:
@@ -107,8 +105,8 @@ class Dialog:
             call_id=request.call_id,
             local_tag=request.from_.tag or "",
             remote_tag=tag,
-            local_uri=_without_tag(request.get("from") or ""),
-            remote_uri=_without_tag(response.get("to") or ""),
+            local_uri=_without_tag(request.from_),
+            remote_uri=_without_tag(response.to),
             remote_target=remote_target,
             route_set=routes,
             local_seq=request.cseq[0],
@@ -128,8 +126,8 @@ class Dialog:
             call_id=request.call_id,
             local_tag=local_tag,
             remote_tag=request.from_.tag or "",
-            local_uri=_without_tag(request.get("to") or ""),
-            remote_uri=_without_tag(request.get("from") or ""),
+            local_uri=_without_tag(request.to),
+            remote_uri=_without_tag(request.from_),
             remote_target=remote_target,
             route_set=request.get_all("record-route"),
             local_seq=0,

@@ -727,7 +727,7 @@ class Response(SipMessage):
             for v in request._headers.get(name, ()):
                 if name == "to" and to_tag is not None and status != 100:
                     try:
-                        has_tag = parse_name_addr(v).tag is not None
+                        has_tag = request.to.tag is not None  # cached parse
                     except SipSyntaxError:
                         has_tag = True
                     if not has_tag:

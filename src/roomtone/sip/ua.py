@@ -961,7 +961,7 @@ class UserAgent:
             self._reply(tx, req, 481)
             return
         if method == "INVITE":
-            tx.respond(Response.for_request(req, 100), self.now())
+            self._trying_later(tx)
         if self.authenticator is not None and method in ("INVITE", "MESSAGE", "REFER", "SUBSCRIBE", "REGISTER",
                                                          "NOTIFY", "PUBLISH"):
             result = self.authenticator(req, source)
@@ -971,6 +971,18 @@ class UserAgent:
             self._continue_request(req, tx, source, result)
             return
         self._continue_request(req, tx, source, None)
+
+    def _trying_later(self, tx: ServerTransaction) -> None:
+        """100 Trying only if the TU has not answered within 200 ms (§17.2.1): saves a packet
+        per call when the application answers at once."""
+        assert self._loop is not None
+
+        def trying() -> None:
+            if tx.state is State.PROCEEDING and tx.last_response is None:
+                tx.respond(Response.for_request(tx.request, 100), self.now())
+                self._pump()
+
+        self._loop.call_later(0.2, trying)
 
     async def _after_auth(self, req: Request, tx: ServerTransaction, source: Address, pending: Awaitable) -> None:
         try:
@@ -1068,7 +1080,7 @@ class UserAgent:
             self._reply(tx, req, 200)
             return
         if method == "INVITE":
-            tx.respond(Response.for_request(req, 100), self.now())
+            self._trying_later(tx)
             dialog.remote_invite_pending = True
         self._spawn(self._run_handler(lambda: call.on_request(call, req) if call.on_request else None, tx, req, call))
 
