@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from roomtone.analyze import (
@@ -179,13 +180,15 @@ def test_sipp_capture_without_sdp_guesses_the_stream(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="capturing on lo needs root")
-def test_live_capture_by_dumpcap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """dumpcap records real datagrams sent over loopback; the tool reads its pcapng."""
+@pytest.mark.parametrize("interface", ["lo", "any"])
+def test_live_capture_by_dumpcap(tmp_path: Path, capsys: pytest.CaptureFixture[str], interface: str) -> None:
+    """dumpcap records real datagrams sent over loopback; the tool reads its pcapng (Ethernet
+    link type on lo, Linux cooked capture on "any")."""
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     port = rx.getsockname()[1]
     out_file = tmp_path / "live.pcapng"
-    proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"udp port {port}", "-w", str(out_file)],
+    proc = subprocess.Popen(["dumpcap", "-q", "-i", interface, "-f", f"udp port {port}", "-w", str(out_file)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -212,6 +215,8 @@ def test_live_capture_by_dumpcap(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0, err
     assert "digits (rfc4733): 4#" in out
     assert "PT 101/8000 (guessed" in out
+    expected = {"lo": dpkt.pcap.DLT_EN10MB, "any": (dpkt.pcap.DLT_LINUX_SLL, dpkt.pcap.DLT_LINUX_SLL2)}[interface]
+    assert read_capture(out_file).link_type in (expected if isinstance(expected, tuple) else (expected,))
 
 
 class _Extra:

@@ -200,6 +200,21 @@ def test_sender_cancel_cuts_the_tone_short_and_sends_ends() -> None:
     assert {p.event.event for p in pkts} == {1, 3} and h2.done
 
 
+def test_sender_cancelled_pause_does_not_delay_the_next_sequence() -> None:
+    sender = Sender()
+    h1 = sender.enqueue("1W")
+    h2 = sender.enqueue("2")
+    pkts = []
+    now = 0.0
+    while (deadline := sender.next_deadline()) is not None:
+        now = max(now, deadline)
+        pkts += sender.poll(now)
+        if h1.tones_sent == 1 and not h1.finished:
+            sender.cancel(h1, now=now)
+    assert h1.cancelled and h2.done
+    assert next(p for p in pkts if p.event.event == 2).send_at == pytest.approx(0.28)
+
+
 def test_sender_cancel_all_before_start_sends_nothing() -> None:
     sender = Sender()
     handles = [sender.enqueue("1"), sender.enqueue("2")]

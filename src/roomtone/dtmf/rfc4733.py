@@ -261,6 +261,7 @@ class Sender:
         self._queue: deque[tuple[SendHandle, int]] = deque()  # (handle, index of next step)
         self._tone: _ActiveTone | None = None
         self._next_start: float | None = None  # earliest start of the next step
+        self._after_tone: float | None = None  # earliest start after the last tone (gap only)
         self._last_start_ts: int | None = None
 
     # clock mapping
@@ -315,6 +316,8 @@ class Sender:
         for h, _ in list(self._queue):
             if id(h) in targets:
                 h._finish(when, cancelled=True)
+        if self._tone is None and self._queue and id(self._queue[0][0]) in targets:
+            self._next_start = self._after_tone  # a cancelled pause no longer delays what follows
         self._queue = deque(item for item in self._queue if id(item[0]) not in targets)
         if self._tone is not None and id(self._tone.handle) in targets:
             self._tone.handle._finish(when, cancelled=True)
@@ -403,6 +406,7 @@ class Sender:
             handle.tones_sent += 1
             tone_end = tone.start + tone.total / self._rate
             self._next_start = max(tone_end + self.config.gap_ms / 1000, send_at + self._pseconds)
+            self._after_tone = self._next_start
             if self._queue and self._queue[0][0] is handle and self._queue[0][1] >= len(handle.steps):
                 self._queue.popleft()
                 handle._finish(send_at, cancelled=False)
