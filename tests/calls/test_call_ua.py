@@ -172,3 +172,21 @@ async def test_a_digit_sent_by_info_and_rfc4733_at_once_is_reported_once():
         await asyncio.sleep(0.5)
         assert [(e.digit) for e in callee.received] == ["4"]
         assert callee.stream.session.dedup.merged == 1
+
+
+async def test_hold_stops_the_held_side_sending_and_unhold_restores():
+    async with Pair() as p:
+        caller, callee = await p.call(CallOptions(media_timeout=0.6))
+        await caller.hold()
+        assert caller.negotiated.direction == "sendonly"
+        assert not callee.stream.session.send_enabled
+        sent = callee.stream.session.stats.rtp_sent
+        await asyncio.sleep(1.0)  # longer than the caller's media timeout
+        assert callee.stream.session.stats.rtp_sent == sent
+        assert not caller.ended  # no timeout while the peer is not expected to send
+        with pytest.raises(ValueError, match="holds"):
+            await callee.send_dtmf("1", method="rfc4733")
+        await caller.unhold()
+        assert callee.stream.session.send_enabled and caller.negotiated.direction == "sendrecv"
+        await callee.send_dtmf("1", method="rfc4733")
+        assert await collect(caller, 1) == [("1", "rfc4733")]

@@ -13,6 +13,7 @@ The API the rest of roomtone (and the ``roomtone sip call/answer`` test phone) u
     call.send_audio(pcm)                           # int16 at call.sample_rate, paced by us
     call.on_audio = lambda frame: ...              # received 20 ms frames (tones muted)
     call.add_listener(lambda call: call.state)     # "established" -> "ended"
+    await call.hold(); await call.unhold()         # re-INVITE; a peer's hold is followed too
     await call.hangup(); await call.wait_ended(); call.end_reason
 
 Sending DTMF (``send_dtmf``): ``auto`` picks RFC 4733 when telephone-event was negotiated and
@@ -222,6 +223,9 @@ class MediaCall:
             raise ValueError("tone length must be 10-10000 ms, gap 0-10000 ms, volume 0-63")
         if self.ended:
             raise CallFailed(481, f"call ended ({self.end_reason})")
+        if chosen != "info" and not self.stream.session.send_enabled:
+            raise ValueError(f"the peer holds the call (direction {self.negotiated.direction}): "
+                             f"{chosen} digits would not be heard; use info")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._send_queue.put_nowait((steps, chosen, tone, gap, vol, fut))
         if self._sender is None or self._sender.done():
@@ -337,6 +341,28 @@ class MediaCall:
             self._deliver(ev)
         return 200
 
+    async def hold(self, legacy: bool = False) -> None:
+        """Put the peer on hold (re-INVITE a=sendonly, or c=0.0.0.0 with ``legacy``)."""
+        await self._reoffer(self._sdp.hold(legacy))
+
+    async def unhold(self) -> None:
+        await self._reoffer(self._sdp.unhold())
+
+    async def _reoffer(self, offer: sdp_mod.SessionDescription) -> None:
+        resp = await self.sip.reinvite(bytes(offer))
+        if not 200 <= resp.status < 300:
+            raise CallFailed(resp.status, f"re-INVITE refused: {resp.status} {resp.reason}")
+        answer = sdp_mod.parse_sdp(resp.body)
+        neg = answer if isinstance(answer, sdp_mod.SdpError) else self._sdp.receive_answer(answer)
+        if not isinstance(neg, sdp_mod.NegotiatedAudio):
+            raise CallFailed(488, f"unusable SDP answer to re-INVITE: {neg}")
+        self._apply(neg)
+
+    def _apply(self, neg: sdp_mod.NegotiatedAudio) -> None:
+        """Follow the agreed address and direction (hold: stop sending; no timeout while muted)."""
+        self.negotiated = neg
+        _apply_negotiated(self.stream, neg)
+
     def _on_reinvite(self, req: Request) -> Reply | int | None:
         offer = sdp_mod.parse_sdp(req.body)
         if isinstance(offer, sdp_mod.SdpError):
@@ -344,10 +370,8 @@ class MediaCall:
         answer = self._sdp.answer(offer)
         if isinstance(answer, sdp_mod.Rejection):
             return Reply(answer.status, reason=answer.reason[:120])
-        neg = answer.audio
-        if (neg.remote_address, neg.remote_port) != self.stream.session.remote and neg.remote_port:
-            if neg.remote_address not in ("0.0.0.0", "::"):
-                self.stream.set_remote((neg.remote_address, neg.remote_port))
+        self._apply(answer.audio)
+        log.info("call %s: re-INVITE, media now %s", self.call_id, answer.audio.direction)
         return Reply(200, body=bytes(answer.sdp), content_type="application/sdp")
 
     # ------------------------------------------------------------------ ending
@@ -381,6 +405,18 @@ class MediaCall:
 
 
 # ---------------------------------------------------------------------- building calls
+
+def _apply_negotiated(stream: MediaStream, neg: sdp_mod.NegotiatedAudio) -> None:
+    session = stream.session
+    if neg.remote_port and neg.remote_address not in ("0.0.0.0", "::"):
+        rtp_addr = (neg.remote_address, neg.remote_port)
+        if rtp_addr != session.remote:
+            stream.set_remote(rtp_addr)
+        if neg.remote_rtcp_port:
+            session.remote_rtcp = (neg.remote_address, neg.remote_rtcp_port)
+    session.send_enabled = neg.can_send
+    session.expect_media = neg.can_receive
+
 
 def _allow(msg: Request | Response) -> str | None:
     """The peer's Allow methods as one comma-separated string (None when absent)."""
@@ -417,7 +453,7 @@ async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: Call
         await sip_call.hangup()
         raise CallFailed(488, f"unusable SDP answer: {neg}")
     stream.configure(_negotiated_config(options, neg, ua.local_uri()))
-    stream.set_remote((neg.remote_address, neg.remote_port))
+    _apply_negotiated(stream, neg)
     log.info("call %s to %s: %s/%d pt %d, telephone-event %s, peer RTP %s:%d", sip_call.call_id, uri,
              neg.codec.name, neg.codec.rtp_clock, neg.payload_type, neg.telephone_event_pt,
              neg.remote_address, neg.remote_port)
@@ -455,7 +491,7 @@ async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptio
         return None
     neg = answer.audio
     stream.configure(_negotiated_config(options, neg, sip_call.ua.local_uri()))
-    stream.set_remote((neg.remote_address, neg.remote_port))
+    _apply_negotiated(stream, neg)
     call = MediaCall(sip_call, stream, neg, sdp_session, options, _allow(sip_call.request))
     try:
         if ring:

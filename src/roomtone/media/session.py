@@ -238,6 +238,10 @@ class RtpSession:
         self._inband_tx: InbandDtmfSender | None = None
         self._custom_detector = detector
         self.batched_detection = batched_detection
+        #: False while the peer cannot receive (hold: our direction recvonly/inactive): nothing is sent
+        self.send_enabled = True
+        #: False while the peer will not send (our direction sendonly/inactive): no media timeout
+        self.expect_media = True
         self.configure(config or SessionConfig(), now)
 
     def configure(self, config: SessionConfig, now: float | None = None) -> None:
@@ -472,7 +476,9 @@ class RtpSession:
         if now >= self._next_rtcp:
             self._send_rtcp(now)
         timeout = self.config.media_timeout
-        if timeout is not None and not self._timeout_reported and now - self._last_rx >= timeout:
+        if not self.expect_media:
+            self._last_rx = now
+        elif timeout is not None and not self._timeout_reported and now - self._last_rx >= timeout:
             self._timeout_reported = True
             log.info("no media from the peer for %.1f s", now - self._last_rx)
             self._events.append(MediaTimeout(now - self._last_rx))
@@ -592,7 +598,7 @@ class RtpSession:
         self._ts = (self._ts + self.frame_ticks) & 0xFFFFFFFF
 
     def _send_packet(self, pt: int, payload: bytes, marker: bool, ts: int) -> None:
-        if self.remote is None:
+        if self.remote is None or not self.send_enabled:
             return
         # the RTP header without CSRCs or extensions (what we always send), packed directly
         data = _HEADER.pack(0x80, pt | (0x80 if marker else 0), self._seq, ts, self.ssrc) + payload
