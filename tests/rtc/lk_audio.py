@@ -3,7 +3,8 @@ after the track was published) must hear it; then A unpublishes and both must se
 Prints a JSON result: per receiver, the dominant frequency and RMS of one second of received
 audio, who published it, and whether the unpublication arrived.
 
-Usage: python lk_audio.py URL TOKEN_A TOKEN_B TOKEN_C FREQ [v0|v1]
+Usage: python lk_audio.py URL TOKEN_A TOKEN_B TOKEN_C FREQ [v0|v1|manual]
+(manual: v0 with auto_subscribe off; the receivers subscribe to each publication themselves)
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ async def listen(room: rtc.Room, result: dict, name: str, done: asyncio.Event) -
             got.set_result((track, participant.identity, publication.sid))
 
     room.on("track_subscribed", on_sub)
+    room.on("track_published", lambda pub, p: pub.set_subscribed(True))
     for p in room.remote_participants.values():
+        for pub in p.track_publications.values():
+            if pub.track is None:
+                pub.set_subscribed(True)
         for pub in p.track_publications.values():
             if pub.track is not None and pub.kind == rtc.TrackKind.KIND_AUDIO and not got.done():
                 got.set_result((pub.track, p.identity, pub.sid))
@@ -66,7 +71,7 @@ async def listen(room: rtc.Room, result: dict, name: str, done: asyncio.Event) -
 
 async def main(url: str, ta: str, tb: str, tc: str, freq: float, mode: str) -> dict:
     result: dict = {"errors": []}
-    opts = rtc.RoomOptions(single_peer_connection=(mode == "v1"), connect_timeout=20)
+    opts = rtc.RoomOptions(single_peer_connection=(mode == "v1"), auto_subscribe=(mode != "manual"), connect_timeout=20)
     rooms = []
     try:
         b = rtc.Room()

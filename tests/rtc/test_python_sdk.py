@@ -116,7 +116,7 @@ def test_sender_without_can_publish_data_delivers_nothing_and_server_says_why(se
     assert log.count(f"dropped data from mallory ({out['sender_sid']}): participant 'mallory'") == len(ALL_CODES)
 
 
-@pytest.mark.parametrize("mode", ["v0", "v1"], ids=["v0-dual-pc", "v1-single-pc"])
+@pytest.mark.parametrize("mode", ["v0", "v1", "manual"], ids=["v0-dual-pc", "v1-single-pc", "v0-manual-subscribe"])
 def test_audio_is_relayed_to_present_and_late_subscribers(server, mode):
     room = f"audio-{mode}"
     toks = [token(i, room) for i in ("alice", "bob", "carol")]
@@ -133,4 +133,7 @@ def test_audio_is_relayed_to_present_and_late_subscribers(server, mode):
         assert 4000 < got["rms"] < 7000, got
     assert out.get("unsubscribed") == ["b", "c"], out
     assert f"unpublished {out['published_sid']} (section" in server.log()
+    if mode == "manual":  # subscribed because they asked (UpdateSubscription), not automatically
+        for who in ("bob", "carol"):
+            assert re.search(rf"{who}\(PA_\w+\)@{room}: subscribed to {out['published_sid']} of alice \(requested\)", server.log())
     assert "Traceback" not in server.log()

@@ -287,13 +287,14 @@ class SignalSession:
         for response in held:
             self._send(response)
         log.info(
-            "%s: joined via %s (sdk %s %s, protocol %s, subscriber_primary %s)",
+            "%s: joined via %s (sdk %s %s, protocol %s, subscriber_primary %s, auto_subscribe %s)",
             self.who,
             "v1 single PC" if self.single_pc else "v0",
             self._client_sdk(),
             self.query.get("version") or (self.join_request.client_info.version if self.join_request else ""),
             p.record.client_protocol,
             self.subscriber_primary,
+            self.auto_subscribe,
         )
 
     def _client_sdk(self) -> str:
@@ -406,10 +407,28 @@ class SignalSession:
         if self._subscribe(publisher, track, media):
             self._spawn_renegotiation()
 
-    def _may_subscribe(self, publisher: Participant, track: proto_models.TrackInfo) -> bool:
+    def _update_subscription(self, req: proto_rtc.UpdateSubscription) -> None:
+        """Manual (un)subscription, for clients with auto_subscribe off or that unsubscribe."""
+        sids = set(req.track_sids) | {sid for pt in req.participant_tracks for sid in pt.track_sids}
+        if req.subscribe:
+            for publisher, track, media in self.service.rooms.published_tracks(self.room_name):
+                if track.sid in sids:
+                    if self.single_pc:
+                        if self._may_subscribe(publisher, track, manual=True) and track.sid not in self._v1_wanted:
+                            self._v1_wanted[track.sid] = (publisher, track, media)
+                            self._request_sections()
+                    elif self._subscribe(publisher, track, media, manual=True):
+                        self._spawn_renegotiation()
+        else:
+            for sid in sids:
+                if sid in self._subscribed or sid in self._v1_wanted:
+                    log.info("%s: unsubscribes from %s", self.who, sid)
+                    self.track_unpublished(None, sid)
+
+    def _may_subscribe(self, publisher: Participant, track: proto_models.TrackInfo, manual: bool = False) -> bool:
         return (
             not self._closing
-            and self.auto_subscribe
+            and (self.auto_subscribe or manual)
             and publisher is not self.participant
             and track.sid not in self._subscribed
             and self.participant is not None
@@ -446,7 +465,7 @@ class SignalSession:
             del self._v1_wanted[sid]
             log.info("%s: subscribed to %s of %s (section %s)", self.who, sid, publisher.identity, transceiver.mid)
 
-    def track_unpublished(self, publisher: Participant, track_sid: str) -> None:
+    def track_unpublished(self, publisher: Participant | None, track_sid: str) -> None:
         self._v1_wanted.pop(track_sid, None)
         transceiver = self._subscribed.pop(track_sid, None)
         if transceiver is None:
@@ -462,19 +481,15 @@ class SignalSession:
         transceiver.direction = "inactive"
         self._spawn_renegotiation()
 
-    def _subscribe(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> bool:
-        if self.subscriber is None or self._closing or not self.auto_subscribe:
-            return False
-        if track.sid in self._subscribed or publisher is self.participant:
-            return False
-        if self.participant is None or not self.participant.record.permission.can_subscribe:
+    def _subscribe(self, publisher: Participant, track: proto_models.TrackInfo, media: Any, manual: bool = False) -> bool:
+        if self.subscriber is None or not self._may_subscribe(publisher, track, manual):
             return False
         transceiver = self.subscriber.pc.addTransceiver(media_mod.subscribe(media), direction="sendonly")
         # The Rust SDK finds the publisher and track from the stream id "PA_sid|TR_sid".
         transceiver.sender._stream_id = f"{publisher.sid}|{track.sid}"
         transceiver.sender._track_id = track.sid
         self._subscribed[track.sid] = transceiver
-        log.info("%s: subscribed to %s of %s", self.who, track.sid, publisher.identity)
+        log.info("%s: subscribed to %s of %s%s", self.who, track.sid, publisher.identity, " (requested)" if manual else "")
         return True
 
     def _spawn_renegotiation(self) -> None:
@@ -577,6 +592,8 @@ class SignalSession:
             self._add_track(r.add_track)
         elif kind == "mute":
             await self._mute(r.mute.sid, r.mute.muted)
+        elif kind == "subscription":
+            self._update_subscription(r.subscription)
         elif kind == "update_metadata":
             await self._update_metadata(r.update_metadata)
         else:
@@ -584,12 +601,18 @@ class SignalSession:
 
     def _add_track(self, req: proto_rtc.AddTrackRequest) -> None:
         assert self.participant is not None
-        if not self.participant.record.permission.can_publish:
-            log.warning("%s: add_track refused: no canPublish permission", self.who)
+        perm = self.participant.record.permission
+        refusal = ""
+        if not perm.can_publish:
+            refusal = "does not have permission to publish"
+        elif perm.can_publish_sources and req.source not in perm.can_publish_sources:
+            refusal = f"does not have permission to publish source {proto_models.TrackSource.Name(req.source)}"
+        if refusal:
+            log.warning("%s: add_track %s refused: %s", self.who, req.cid, refusal)
             self._send(
                 proto_rtc.SignalResponse(
                     request_response=proto_rtc.RequestResponse(
-                        reason=proto_rtc.RequestResponse.NOT_ALLOWED, message="does not have permission to publish"
+                        reason=proto_rtc.RequestResponse.NOT_ALLOWED, message=refusal
                     )
                 )
             )
