@@ -54,13 +54,16 @@ async def test_pin_wrong_cleared_then_correct(gateway: SipGateway) -> None:
         await asyncio.to_thread(phone.send_dtmf, "43#", "rfc4733", 120)  # wrong: "43" (the 9 and 8 were cleared)
         await asyncio.sleep(1.0)
         assert gateway.rooms.participant("secret", "sip_15551234") is None
-        await asyncio.to_thread(phone.send_dtmf, "4321#", "rfc4733", 120)
+        # "6" is pressed after the PIN, while the join prompt plays: kept and published on joining
+        await asyncio.to_thread(phone.send_dtmf, "4321#6", "rfc4733", 120)
         await wait_for(lambda: gateway.rooms.participant("secret", "sip_15551234"), 25, "join after the PIN")
+        await wait_for(lambda: agent.dtmf(), 10, "digit pressed before joining")
         await asyncio.to_thread(phone.send_dtmf, "7", "rfc4733", 120)
-        await wait_for(lambda: agent.dtmf(), 10, "digit after joining")
+        await wait_for(lambda: len(agent.dtmf()) >= 2, 10, "digit after joining")
         await asyncio.sleep(0.5)
-        # the PIN never reaches the room; the digit after joining does, once
-        assert [d for _, d, _ in agent.dtmf()] == ["7"]
+        # the PIN never reaches the room; the digits after it do, once each, in order
+        assert [d for _, d, _ in agent.dtmf()] == ["6", "7"]
+        assert [(d["digit"], d["pre_join"]) for d in agent.details()] == [("6", True), ("7", False)]
         await asyncio.to_thread(phone.hangup)
         await asyncio.sleep(0.5)
     # enter_pin, cleared, wrong_pin, enter_pin again, room_join: several seconds of speech heard
@@ -151,3 +154,21 @@ async def test_outbound_ringing_timeout_and_errors(gateway: SipGateway) -> None:
     with pytest.raises(TelephonyError) as err:
         await gateway.send_dtmf(room="ring", identity="watcher", digits="1", method="", wait=False)
     assert err.value.code == "failed_precondition"
+
+
+async def test_callee_keys_during_initial_dtmf_are_relayed(gateway: SipGateway) -> None:
+    with pjsua_phone(user="ivr", auto_answer=True) as phone:
+        await gateway.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_out", address=f"127.0.0.1:{phone.port}", numbers=["+15550999"]))
+        agent, watcher = await watch(gateway.rooms, "ivr")
+        dial = asyncio.ensure_future(gateway.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_out", sip_call_to="ivr", room_name="ivr", dtmf="WWW1", wait_until_answered=True)))
+        await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+        await asyncio.to_thread(phone.send_dtmf, "9", "rfc4733", 120)
+        await wait_for(lambda: agent.dtmf(), 5, "callee digit during automation")
+        status_when_received = watcher.statuses[-1]
+        await dial
+        assert status_when_received == "automation"
+        assert agent.dtmf() == [("sip_ivr", "9", 9)]
+        got = await asyncio.to_thread(phone.wait_digits, 1, 10)
+        assert [d["digit"] for d in got] == ["1"]  # the phone hears only the initial string

@@ -391,6 +391,8 @@ class SipGateway:
                 prompts.clear()
             if entry.state is pin.PinState.ACCEPTED:
                 log.info("call %s: PIN accepted", active.call_id)
+                # keys pressed from now on are the caller's, kept for the room (published on joining)
+                self._wire_phone_dtmf(active)
                 await asyncio.sleep(max(0.0, prompt_end - loop.time()))
                 return decision
             if entry.state is pin.PinState.FAILED or media.ended:
