@@ -93,23 +93,24 @@ class MediaStream:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        if self.on_event is not None:
-            for ev in self.session.take_events():
+        session = self.session
+        if self.on_event is not None and session._events:
+            for ev in session.take_events():
                 try:
                     self.on_event(ev)
                 except Exception:  # a consumer bug must not stop the media clock
                     log.exception("media event handler failed")
-        if self.on_audio is not None:
-            for frame in self.session.read_audio():
+        if self.on_audio is not None and session._received_audio:
+            for frame in session.read_audio():
                 try:
                     self.on_audio(frame)
                 except Exception:
                     log.exception("media audio handler failed")
 
     def _flush(self) -> None:
-        out = self.session.take_datagrams()
-        if not out:
+        if not self.session._out:
             return
+        out = self.session.take_datagrams()
         rtp_t = self._rtp.transport if self._rtp else None
         rtcp_t = self._rtcp.transport if self._rtcp else None
         for data, addr, is_rtcp in out:
@@ -229,7 +230,7 @@ class MediaEngine:
         """One clock step for every stream (also callable from tests with a virtual ``now``)."""
         streams = self.streams
         while True:
-            due = [s for s in streams if not s.closed and s.session.next_deadline() <= now]
+            due = [s for s in streams if s.session._next_tick <= now and not s.closed]
             if not due:
                 break
             batched: dict[int, list[tuple[MediaStream, np.ndarray]]] = {}

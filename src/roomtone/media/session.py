@@ -471,7 +471,9 @@ class RtpSession:
         self._next_tick = tick_time + self.ptime
         self._send_tick(tick_time)
         if self.config.telephone_event_pt is not None:
-            self._on_rfc4733(self._rx4733.poll(now))
+            deadline = self._rx4733.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._on_rfc4733(self._rx4733.poll(now))
         decoded = self._playout(now)
         if now >= self._next_rtcp:
             self._send_rtcp(now)
