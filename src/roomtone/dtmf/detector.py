@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -87,10 +87,10 @@ class DetectorConfig:
     off_windows: int = 7  #: consecutive invalid windows to end it
 
 
-@dataclass(frozen=True, slots=True)
-class DtmfEvent:
+class DtmfEvent(NamedTuple):
     """A digit ``started`` or ``ended`` on ``channel``. Times are sample indices from the start of
-    that channel's stream; ``emitted_at`` is the sample at which the detector decided."""
+    that channel's stream; ``emitted_at`` is the sample at which the detector decided.
+    (A named tuple: a busy bank makes tens of thousands of these a second.)"""
 
     kind: Literal["started", "ended"]
     digit: str
@@ -275,7 +275,8 @@ class DtmfDetectorBank:
         for ch in np.nonzero(self._cur >= 0)[0].tolist():
             now = int(self._blocks[ch]) * self.block + int(self._npending[ch])
             end = int(self._end_est[ch]) if self._miss[ch] > 0 else now
-            events.append(self._event("ended", ch, int(self._cur[ch]), int(self._onset[ch]), end, now))
+            events.append(DtmfEvent("ended", CANONICAL[int(self._cur[ch])], int(self._onset[ch]), end, now,
+                                    self.sample_rate, ch))
         self._cur[:] = -1
         self._cand[:] = -1
         self._run[:] = 0
@@ -344,13 +345,15 @@ class DtmfDetectorBank:
             lo = np.argmax(qs[:4], axis=0)
             hi = 4 + np.argmax(qs[4:], axis=0)
             ok = np.ones(len(ch), dtype=bool)
-            re = np.concatenate((h_re, new_re), axis=0)  # (m+3, 8, c)
-            im = np.concatenate((h_im, new_im), axis=0)
             devs = []
+            # sub-block j+k of the extended sequence: history for j+k < 3, else this call's
+            in_hist = [j + k < _HIST for k in range(_WINDOW)]
+            hk = [np.minimum(j + k, _HIST - 1) for k in range(_WINDOW)]
+            nk = [np.maximum(j + k - _HIST, 0) for k in range(_WINDOW)]
             for t in (lo, hi):
                 # the tone's 4 sub-block phasors in this window, oldest first
-                r = [re[j + k, t, ch] for k in range(_WINDOW)]
-                i = [im[j + k, t, ch] for k in range(_WINDOW)]
+                r = [np.where(in_hist[k], h_re[hk[k], t, ch], new_re[nk[k], t, ch]) for k in range(_WINDOW)]
+                i = [np.where(in_hist[k], h_im[hk[k], t, ch], new_im[nk[k], t, ch]) for k in range(_WINDOW)]
                 # phase advance between consecutive sub-blocks: sum of P[k+1] * conj(P[k])
                 zr = (r[1] * r[0] + i[1] * i[0]) + (r[2] * r[1] + i[2] * i[1]) + (r[3] * r[2] + i[3] * i[2])
                 zi = (i[1] * r[0] - r[1] * i[0]) + (i[2] * r[1] - r[2] * i[1]) + (i[3] * r[2] - r[3] * i[2])
@@ -368,17 +371,15 @@ class DtmfDetectorBank:
             decision[j[ok], ch[ok]] = _CODE_TABLE[lo[ok], hi[ok] - 4]
         if len(ch) or (self._cur >= 0).any() or (self._run > 0).any():
             # window j covers sub-blocks blocks0+j-3 .. blocks0+j; its end sample:
-            win_end = (self._blocks[:, None] + np.arange(1, m + 1)[None, :]) * s
-            onset_est = win_end - np.rint(coverage.T * s).astype(np.int64)
-            e_win = np.stack((e0.T, e1.T, e2.T, e3.T), axis=2)
-            events = self._run_states(decision.T, onset_est, ref.T, e_win, win_end, counts)
+            events = self._run_states(decision.T, coverage, ref, (e0, e1, e2, e3), counts)
         else:
             events = []
         self._blocks += m if counts is None else counts
         return events
 
     def _run_states(
-        self, decision: I64, onset_est: I64, ref: F64, e_win: F64, win_end: I64, counts: I64 | None,
+        self, decision: I64, coverage: F64, ref_mc: F64, energies: tuple[F64, F64, F64, F64],
+        counts: I64 | None,
     ) -> list[DtmfEvent]:
         """Advance each channel's digit state machine window by window; return the events.
 
@@ -397,19 +398,26 @@ class DtmfDetectorBank:
             self._miss[steady] = 0
             self._run[steady] = 0
             self._cand[steady] = -1
-            self._ref[steady] = ref[steady, -1]
+            self._ref[steady] = ref_mc[-1, steady]
             need &= ~steady
         idx = np.nonzero(need)[0]
         if not len(idx):
             return []
         whole = len(idx) == len(need)
+        m = decision.shape[1]
         if not whole:
-            decision, onset_est, ref, e_win, win_end = (
-                decision[idx], onset_est[idx], ref[idx], e_win[idx], win_end[idx])
+            decision = decision[idx]
+            coverage, ref_mc = coverage[:, idx], ref_mc[:, idx]
+            energies = (energies[0][:, idx], energies[1][:, idx], energies[2][:, idx], energies[3][:, idx])
             counts = None if counts is None else counts[idx]
+        # window j of a channel ends at sample (blocks + j + 1) * s; the signal fills the last
+        # coverage * s samples of it (the onset estimate if this window starts a digit)
+        win_end = (self._blocks[idx][:, None] + np.arange(1, m + 1)[None, :]) * s
+        onset_est = win_end - np.rint(coverage.T * s).astype(np.int64)
+        ref = ref_mc.T
+        e_win = np.stack([e.T for e in energies], axis=2)  # (channels, m, 4)
         cur, onset, cand, cand_onset = self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx]
         run, miss, end_est, ref_pow = self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx]
-        m = decision.shape[1]
         events: list[DtmfEvent] = []
         interesting: npt.NDArray[np.bool_] = np.asarray((decision >= 0).any(axis=0))
         busy = bool((cur >= 0).any() or (run > 0).any())
@@ -455,26 +463,31 @@ class DtmfDetectorBank:
                 ended &= live
             run, cand, cand_onset, miss, ref_pow = new_run, new_cand, new_cand_onset, new_miss, new_ref
             if ended.any() or confirm.any():
+                ks = np.nonzero(ended | confirm)[0]
+                em, cm = ended[ks], confirm[ks]
+                # a digit replaced by another one ends where the new one starts
+                ends = np.where(cm, np.minimum(end_est[ks], cand_onset[ks]), end_est[ks])
+                ends = np.maximum(ends, onset[ks] + 1)
+                rate = self.sample_rate
+                cols = zip(idx[ks].tolist(), win_end[ks, j].tolist(), cur[ks].tolist(), onset[ks].tolist(),
+                           ends.tolist(), cand[ks].tolist(), cand_onset[ks].tolist(), em.tolist(), cm.tolist(),
+                           strict=True)
+                for ch, now, code, start, end, new_code, new_start, is_end, is_start in cols:
+                    if is_end:
+                        events.append(DtmfEvent("ended", CANONICAL[code], start, end, now, rate, ch))
+                    if is_start:
+                        events.append(DtmfEvent("started", CANONICAL[new_code], new_start, None, now, rate, ch))
                 cur = cur.copy()
                 onset = onset.copy()
-                for k in np.nonzero(ended | confirm)[0].tolist():
-                    ch = int(idx[k])
-                    now = int(win_end[k, j])
-                    if ended[k]:
-                        end = int(end_est[k])
-                        if confirm[k]:
-                            end = min(end, int(cand_onset[k]))
-                        end = max(end, int(onset[k]) + 1)
-                        events.append(self._event("ended", ch, int(cur[k]), int(onset[k]), end, now))
-                        cur[k] = -1
-                        miss[k] = 0
-                    if confirm[k]:
-                        cur[k] = int(cand[k])
-                        onset[k] = int(cand_onset[k])
-                        ref_pow[k] = ref[k, j]
-                        events.append(self._event("started", ch, int(cur[k]), int(onset[k]), None, now))
-                        run[k] = 0
-                        cand[k] = -1
+                ke = ks[em]
+                cur[ke] = -1
+                miss[ke] = 0
+                kc = ks[cm]
+                cur[kc] = cand[kc]
+                onset[kc] = cand_onset[kc]
+                ref_pow[kc] = ref[kc, j]
+                run[kc] = 0
+                cand[kc] = -1
             busy = bool((cur >= 0).any() or (run > 0).any())
             j += 1
         if not busy:
@@ -487,11 +500,6 @@ class DtmfDetectorBank:
             self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx] = cur, onset, cand, cand_onset
             self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx] = run, miss, end_est, ref_pow
         return events
-
-    def _event(self, kind: Literal["started", "ended"], ch: int, code: int, start: int,
-               end: int | None, now: int) -> DtmfEvent:
-        return DtmfEvent(kind=kind, digit=CANONICAL[code], start=start, end=end, emitted_at=now,
-                         sample_rate=self.sample_rate, channel=ch)
 
 
 class DtmfDetector:
