@@ -162,6 +162,8 @@ class Netns:
         log_path = self._tmp / f"server-{port}.log"
         full_env = dict(os.environ)
         full_env.update({"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret, "PYTHONUNBUFFERED": "1"})
+        # Anything the server stores (e.g. the telephony database) stays in this namespace's tmp.
+        full_env["XDG_DATA_HOME"] = str(self._tmp / "data")
         if env:
             full_env.update(env)
         with open(log_path, "wb") as out:

@@ -48,7 +48,10 @@ DEFAULT_SERVICES: list[ServiceInstaller] = []
 # ---------------------------------------------------------------------------------------------
 
 
-def build_app(config: Config, *, services: Iterable[ServiceInstaller] = ()) -> web.Application:
+def build_app(
+    config: Config, *, services: Iterable[ServiceInstaller] = (), default_services: bool = True
+) -> web.Application:
+    """The app; ``default_services=False`` leaves out DEFAULT_SERVICES (signalling-only tests)."""
     app = web.Application(client_max_size=4 << 20)
     rooms = RoomManager(
         empty_timeout=config.room.empty_timeout,
@@ -67,7 +70,7 @@ def build_app(config: Config, *, services: Iterable[ServiceInstaller] = ()) -> w
     ice.configure(r.ice_host_addresses, (r.port_range_start, r.port_range_end), r.stun_servers)
     rtc.install(app)
     app.router.add_get("/", _health)
-    for install in (*DEFAULT_SERVICES, *services):
+    for install in (*(DEFAULT_SERVICES if default_services else ()), *services):
         install(app)
     app.on_shutdown.append(_shutdown)
     return app
@@ -102,9 +105,11 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start(config: Config, *, services: Iterable[ServiceInstaller] = ()) -> RunningServer:
+async def start(
+    config: Config, *, services: Iterable[ServiceInstaller] = (), default_services: bool = True
+) -> RunningServer:
     """Start listening on ``config.bind:config.port`` (port 0 picks a free one)."""
-    app = build_app(config, services=services)
+    app = build_app(config, services=services, default_services=default_services)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.port)

@@ -74,7 +74,7 @@ def install(app) -> None:
 async def main(port: int, key: str, secret: str) -> None:
     cfg = config.load(env={"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret}, bind="127.0.0.1", port=port)
     cfg.room.empty_timeout = 3600
-    srv = await server.start(cfg, services=[install])
+    srv = await server.start(cfg, services=[install], default_services=False)
     try:
         await asyncio.Event().wait()
     finally:

@@ -24,7 +24,7 @@ JOIN = {"roomJoin": True, "room": "r"}
 @pytest.fixture
 async def srv():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     yield s
     await s.stop()
 

@@ -27,7 +27,7 @@ KEY, SECRET = "APIsig", secrets.token_urlsafe(32)
 @pytest.fixture
 async def srv():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     yield s
     await s.stop()
 
@@ -205,7 +205,7 @@ async def test_v1_needs_join_request_and_decodes_gzip(srv):
 async def test_v1_disabled_answers_404_so_clients_fall_back():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
     cfg.rtc.single_pc = False
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     try:
         async with aiohttp.ClientSession() as session:
             for path in ("/rtc/v1", "/rtc/v1/validate"):
@@ -231,7 +231,7 @@ async def test_ice_host_addresses_and_port_range_are_honoured():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
     cfg.rtc.ice_host_addresses = ["127.0.0.1"]
     cfg.rtc.port_range_start, cfg.rtc.port_range_end = 42700, 42709
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     try:
         async with aiohttp.ClientSession() as session:
             c = await connect(session, s, tok("ice"))
@@ -280,7 +280,7 @@ async def test_token_identity_fields_kind_hidden_and_permissions_reach_others(sr
 async def test_room_limits_auto_create_off_and_server_side_removal():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
     cfg.room.auto_create = False
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     rooms = s.app[server_mod.ROOMS]
     try:
         async with aiohttp.ClientSession() as session:
@@ -308,7 +308,7 @@ async def test_room_limits_auto_create_off_and_server_side_removal():
 
 async def test_server_shutdown_tells_clients():
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     async with aiohttp.ClientSession() as session:
         c = await connect(session, s, tok("bye"))
         await c.recv("join")
@@ -322,7 +322,7 @@ async def test_server_shutdown_tells_clients():
 async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
     cfg.rtc.ping_interval, cfg.rtc.ping_timeout = 1, 1
-    s = await server_mod.start(cfg)
+    s = await server_mod.start(cfg, default_services=False)
     try:
         async with aiohttp.ClientSession() as session:
             w = await connect(session, s, tok("watcher"))
