@@ -95,7 +95,8 @@ def test_baresip_sends_inband_by_playing_a_wav(tmp_path):
     wav = str(tmp_path / "tones.wav")
     rec = str(tmp_path / "rx.wav")
     # baresip's source runs at 48 kHz stereo in this harness (ausine needs it), so the file matches
-    write_wav(wav, dtmf_samples("9*0D", rate=48000), rate=48000, channels=2)
+    # a long lead-in: the source switch and the recorder start need not line up on a busy machine
+    write_wav(wav, dtmf_samples("9*0D", rate=48000, on_ms=150, lead_ms=800), rate=48000, channels=2)
     with pjsua_phone(auto_answer=True) as pj, baresip_phone() as b:
         b.dial(pj.uri)
         b.wait_event("CALL_ESTABLISHED")
