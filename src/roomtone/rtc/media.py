@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 log = logging.getLogger(__name__)
 
-_relays: weakref.WeakKeyDictionary[MediaStreamTrack, MediaRelay] = weakref.WeakKeyDictionary()
 _drains: set[asyncio.Task[None]] = set()
+_RELAY_ATTR = "_roomtone_relay"
 
 
 def subscribe(track: MediaStreamTrack, buffered: bool = False) -> MediaStreamTrack:
     """A new consumer's copy of ``track``; stop it when done."""
-    relay = _relays.get(track)
+    # The relay lives on the track itself (a weak-keyed map would never release it: the relay
+    # refers to its source track), so both go away together.
+    relay = getattr(track, _RELAY_ATTR, None)
     if relay is None:
-        relay = _relays[track] = MediaRelay()
+        relay = MediaRelay()
+        setattr(track, _RELAY_ATTR, relay)
     return relay.subscribe(track, buffered=buffered)
 
 
