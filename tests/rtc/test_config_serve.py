@@ -102,3 +102,18 @@ def test_serve_reports_port_in_use_and_bad_config(tmp_path):
     bad.write_text("rtc: {nope: 1}")
     res = subprocess.run([sys.executable, "-m", "roomtone.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "unknown key 'nope'" in res.stderr
+
+
+def test_serve_keys_flag():
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roomtone.cli", "serve", "--port", str(port), "--keys", "flagkey: " + "k" * 32],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[1].strip() == "API keys: flagkey"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import roomtone
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config file (livekit-server layout)")
     p.add_argument("--bind", metavar="ADDR", help=f"address to listen on (default {config_mod.DEFAULT_BIND})")
     p.add_argument("--port", type=int, help=f"port to listen on (default {config_mod.DEFAULT_PORT})")
+    p.add_argument("--keys", metavar='"KEY: SECRET"', help="API key pairs, one per line (as LIVEKIT_KEYS)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
     for name in ("aioice", "aiortc", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.WARNING if verbose < 2 else logging.INFO)
     try:
-        cfg = config_mod.load(args.config, bind=args.bind, port=args.port)
+        env = dict(os.environ)
+        if args.keys:
+            env["LIVEKIT_KEYS"] = args.keys
+        cfg = config_mod.load(args.config, env, bind=args.bind, port=args.port)
     except config_mod.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
