@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from roomtone.sip.transaction import (
     TransactionTerminated,
     TransactionTimeout,
 )
+from tests.sip.test_message import mutated
 
 DEST = ("127.0.0.1", 5060)
 SRC = ("127.0.0.1", 5070)
@@ -400,6 +403,21 @@ msgs = st.sampled_from(
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), msgs, st.floats(0, 5), st.booleans(), st.integers(100, 699)), max_size=30))
 def test_fuzz_no_exception_escapes(ops):
+    # the layer catches and logs internal errors so one bad message cannot stop it; for this test
+    # a logged internal error counts as an escape, so watch the logger too
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logger = logging.getLogger("roomtone.sip.transaction")
+    logger.addHandler(handler)
+    try:
+        _fuzz(ops)
+    finally:
+        logger.removeHandler(handler)
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def _fuzz(ops):
     layer = TransactionLayer()
     now = 0.0
     servers = []
@@ -427,3 +445,32 @@ def test_fuzz_no_exception_escapes(ops):
     layer.tick(now + 1000)
     layer.pop_events()
     assert not layer.clients or all(c.state is State.PROCEEDING for c in layer.clients.values())
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.tuples(mutated(), st.floats(0, 40), st.booleans()), min_size=1, max_size=12))
+def test_fuzz_mutated_wire_messages(items):
+    """Whatever parses off the wire (mutated valid messages) is fed in; nothing escapes or is logged."""
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logger = logging.getLogger("roomtone.sip.transaction")
+    logger.addHandler(handler)
+    try:
+        layer = TransactionLayer()
+        layer.send_request(request(), DEST, False, 0.0)
+        layer.send_request(request("OPTIONS", branch="z9hG4bKopt"), DEST, True, 0.0)
+        now = 0.0
+        for data, dt, reliable in items:
+            msg = parse(data)
+            now += dt
+            if isinstance(msg, Request | Response):
+                layer.receive(msg, SRC, reliable, now)
+            for ev in layer.pop_events():
+                if isinstance(ev, RequestReceived) and ev.transaction is not None:
+                    ev.transaction.respond(response(ev.request, 486 if ev.request.method == "INVITE" else 200), now)
+            layer.tick(now)
+            layer.pop_events()
+    finally:
+        logger.removeHandler(handler)
+    assert not errors, [r.getMessage() for r in errors]

@@ -228,3 +228,112 @@ async def test_100_trying_only_when_the_application_is_slow(pair):
     await call.wait_answered()
     assert seen == []  # answered at once: no 100 needed (RFC 3261 §17.2.1, 200 ms rule)
     await call.hangup()
+
+
+async def test_ring_timeout_cancels(pair):
+    a, b = pair
+    callee = []
+
+    async def on_invite(call):
+        callee.append(call)
+        await call.ring()
+
+    b.on_invite = on_invite
+    call = await a.invite(uri(b), OFFER, timeout=0.3)
+    with pytest.raises(CallFailed) as exc:
+        await call.wait_answered()
+    assert exc.value.status == 487
+    assert call.end_reason == "no answer (timeout)"
+    await asyncio.sleep(0.05)
+    assert callee[0].state is CallState.ENDED and callee[0].end_reason == "cancelled"
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_call_over_tls(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    a = UserAgent("127.0.0.1", 0, transports=("UDP", "TLS"), tls_server_context=server_ctx,
+                  tls_client_context=client_ctx)
+    b = UserAgent("127.0.0.1", 0, transports=("UDP", "TLS"), tls_server_context=server_ctx,
+                  tls_client_context=client_ctx)
+    await a.start()
+    await b.start()
+    try:
+        got = []
+
+        async def on_invite(call):
+            got.append(call)
+            call.on_request = lambda c, r: 200
+            await call.answer(ANSWER)
+
+        b.on_invite = on_invite
+        tls_port = b.transport.local["TLS"][1]
+        call = await a.call(f"sip:bob@127.0.0.1:{tls_port};transport=tls", OFFER)
+        assert got[0].transport == "TLS" and call.transport == "TLS"
+        assert "transport=tls" in got[0].request.get("contact")
+        assert (await call.info(b"Signal=1\r\n")).status == 200
+        await got[0].bye()  # callee-side BYE travels back over TLS to the caller's TLS contact
+        await asyncio.wait_for(call.wait_ended(), 5)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_garbage_datagrams_do_not_hurt_the_ua(pair, caplog):
+    """Random and mutated datagrams at a live UA: it logs, answers what it can, keeps working."""
+    import random
+
+    from tests.sip.test_message import INVITE, RESPONSE
+
+    a, b = pair
+    rng = random.Random(1234)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        for i in range(300):
+            base = bytearray(rng.choice([INVITE, RESPONSE]))
+            for _ in range(rng.randint(1, 5)):
+                pos = rng.randrange(len(base))
+                if rng.random() < 0.5:
+                    base[pos] = rng.randrange(256)
+                else:
+                    base[pos:pos] = rng.choice([b";", b",", b"\r\n", b"<", b'"', b":", b" "])
+            data = bytes(base) if i % 3 else bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+            sock.sendto(data, ("127.0.0.1", b.port))
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+    finally:
+        sock.close()
+    r = await a.options(uri(b))
+    assert r.status == 200
+    bugs = [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")]
+    assert not bugs, [rec.getMessage() for rec in bugs[:3]]

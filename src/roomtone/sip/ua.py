@@ -771,12 +771,15 @@ class UserAgent:
                      from_user: str | None = None, from_display: str | None = None,
                      headers: Iterable[tuple[str, str]] = (), auth: Credentials = None,
                      transport: str | None = None, route: Iterable[str] = (),
-                     on_provisional: Callable[[Call, Response], Any] | None = None) -> Call:
+                     on_provisional: Callable[[Call, Response], Any] | None = None,
+                     timeout: float | None = None) -> Call:
         """Start an outbound call and return it at once (await ``call.wait_answered()``).
 
         ``to`` is a SIP URI or name-addr. ``route`` pre-loads Route headers (an outbound proxy,
         ``"<sip:proxy.example.com;lr>"``): the request goes to the first one. ``transport``
-        applies when the URI has no ``transport`` parameter.
+        applies when the URI has no ``transport`` parameter. ``timeout``: seconds to wait for an
+        answer before cancelling (ringing timeout); without it only Timer B (no response at
+        all in 64*T1) ends an unanswered call.
         """
         na = _target(to)
         ruri = na.uri
@@ -811,7 +814,19 @@ class UserAgent:
         call.remote_address = dest
         self._calls[call.call_id] = call
         self._spawn(self._run_uac(call, req, dest, _client(auth) or self._default_client(), on_provisional))
+        if timeout is not None:
+            self._spawn(self._ring_timeout(call, timeout))
         return call
+
+    async def _ring_timeout(self, call: Call, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(call._answered), timeout)
+        except TimeoutError:
+            log.info("call %s: no answer in %.1f s; cancelling", call.call_id, timeout)
+            call.end_reason = "no answer (timeout)"
+            await call.cancel()
+        except CallFailed:
+            pass
 
     async def call(self, to: str, body: bytes = b"", **kwargs: Any) -> Call:
         """``invite`` and wait for the answer; raises :class:`CallFailed`."""
@@ -862,7 +877,9 @@ class UserAgent:
         if call.dialog is not None and not call.dialog.confirmed:
             self.dialogs.remove(call.dialog)
             call.dialog = None
-        reason = "cancelled" if resp.status == 487 and call._cancel_wanted else f"{resp.status} {resp.reason}"
+        reason = f"{resp.status} {resp.reason}"
+        if resp.status == 487 and call._cancel_wanted:
+            reason = call.end_reason if call.end_reason else "cancelled"
         if not call._answered.done():
             call._answered.set_exception(CallFailed(resp.status, resp.reason, resp))
             call._answered.exception()
