@@ -304,6 +304,25 @@ class Sipp:
         self.argv = argv
         self.timeout = timeout
         self.proc = ChildProcess(argv, cwd=self.dir, name="sipp")
+        if remote is None:
+            self._wait_bound()
+
+    def _wait_bound(self, limit: float = 10.0) -> None:
+        """A UAS is ready once its SIP port is bound. Read from /proc (a probe bind could steal it)."""
+        deadline = time.monotonic() + limit
+        table = "/proc/net/tcp" if self.argv[self.argv.index("-t") + 1].startswith("t") else "/proc/net/udp"
+        needle = f":{self.port:04X} "
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise PhoneError(f"sipp exited during start{self.proc.tail()}")
+            try:
+                with open(table) as f:
+                    if any(line.split()[1].endswith(needle.strip()) for line in f.readlines()[1:]):
+                        return
+            except OSError:
+                return  # no /proc: fall back to the peers' retransmissions
+            time.sleep(0.02)
+        raise PhoneError(f"sipp did not bind {HOST}:{self.port} within {limit}s{self.proc.tail()}")
 
     def wait(self, timeout: float | None = None) -> SippResult:
         """Wait for SIPp to finish by itself (its -timeout bounds this) and collect the result."""

@@ -7,6 +7,7 @@ raw loopback UDP responder (tests/phones/raw.py), so they do not depend on roomt
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import pytest
@@ -31,7 +32,7 @@ from tests.phones.baresip import baresip_phone
 from tests.phones.common import free_port
 from tests.phones.pjsua import pjsua_phone
 from tests.phones.raw import RawMessage, RawUas, response
-from tests.phones.sipp import run_sipp, uac_scenario
+from tests.phones.sipp import run_sipp, sipp, uac_scenario
 
 # RFC 7616 §3.9.1
 RFC7616_SHA256_CHALLENGE = (
@@ -442,3 +443,91 @@ def test_measured_algorithm_order_compatibility():
         ("baresip", ("SHA-256", "MD5")): False, ("baresip", ("MD5", "SHA-256")): False,
         ("baresip", MD5_ONLY): True,
     }
+
+
+_SIPP_REGISTRAR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="SIPp registrar challenging with MD5 qop=auth">
+  <recv request="REGISTER"/>
+  <send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="sipp.test", nonce="4f1c9a7e22d0b385", algorithm=MD5, qop="auth", opaque="op1"
+Content-Length: 0
+
+]]></send>
+  <recv request="REGISTER">
+    <action><verifyauth assign_to="authvalid" username="alice" password="wonderland"/></action>
+  </recv>
+  <nop hide="true" test="authvalid" next="ok"/>
+  <send><![CDATA[
+SIP/2.0 403 Forbidden
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <nop next="end"/>
+  <label id="ok"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="end"/>
+</scenario>
+"""
+
+
+def _register(sock: socket.socket, dest: tuple[str, int], cseq: int, authorization: str | None) -> str:
+    port = sock.getsockname()[1]
+    lines = [
+        f"REGISTER sip:127.0.0.1:{dest[1]} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-rt-{cseq};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:alice@127.0.0.1>;tag=rt{port}",
+        "To: <sip:alice@127.0.0.1>",
+        f"Call-ID: reg-{port}@127.0.0.1",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:alice@127.0.0.1:{port}>",
+    ]
+    if authorization:
+        lines.append(f"Authorization: {authorization}")
+    sock.sendto(("\r\n".join(lines + ["Content-Length: 0", "", ""])).encode(), dest)
+    data, _ = sock.recvfrom(65535)
+    return data.decode()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("password, expected", [("wonderland", 200), ("looking-glass", 403)])
+def test_digest_client_answers_sipp_challenge(password, expected):
+    """The client side against a real verifier: SIPp's verifyauth checks our Authorization."""
+    with sipp(_SIPP_REGISTRAR, timeout=10) as registrar:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", free_port(span=1, tcp=False)))
+        sock.settimeout(5)
+        try:
+            dest = ("127.0.0.1", registrar.port)
+            first = _register(sock, dest, 1, None)
+            assert first.startswith("SIP/2.0 401")
+            values = [line.split(":", 1)[1].strip() for line in first.split("\r\n")
+                      if line.lower().startswith("www-authenticate:")]
+            client = DigestClient("alice", password)
+            uri = f"sip:127.0.0.1:{registrar.port}"
+            header = client.respond(values, "REGISTER", uri)
+            assert isinstance(header, str) and 'opaque="op1"' in header
+            second = _register(sock, dest, 2, header)
+            assert second.startswith(f"SIP/2.0 {expected}"), second
+        finally:
+            sock.close()
