@@ -17,6 +17,7 @@ packets and CPU under 0.9 of a core.
 
     python benchmarks/calls.py                     # 100, 250, 500, 1000 calls, 10 s each
     python benchmarks/calls.py --calls 50 --seconds 3
+    python benchmarks/calls.py --workers 2 --calls 600,800,1000   # one server process per core
 """
 
 from __future__ import annotations
@@ -121,13 +122,13 @@ async def measure(window: float, tick_stats, reset) -> dict[str, float]:
     return {"cpu": (c1 - c0) / (w1 - w0), **{k: end[k] - base[k] for k in end}}
 
 
-async def serve_roomtone(n: int, seconds: float) -> dict[str, float]:
+async def serve_roomtone(n: int, seconds: float, port_base: int = 30000) -> dict[str, float]:
     from roomtone.media.dtmf_mux import DtmfEvent
     from roomtone.media.engine import MediaEngine
     from roomtone.media.ports import PortAllocator
     from roomtone.media.session import SessionConfig
 
-    engine = MediaEngine(SERVER_HOST, PortAllocator(30000, 30000 + 4 * n + 8))
+    engine = MediaEngine(SERVER_HOST, PortAllocator(port_base, port_base + 4 * n + 8))
     rss0 = rss_kb()
     digits = [0]
     streams = []
@@ -171,7 +172,7 @@ class _Sink(asyncio.DatagramProtocol):
         self.counter[0] += 1
 
 
-async def serve_anchor(n: int, seconds: float) -> dict[str, float]:
+async def serve_anchor(n: int, seconds: float, port_base: int = 0) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     rss0 = rss_kb()
     counter = [0]
@@ -217,24 +218,48 @@ async def serve_anchor(n: int, seconds: float) -> dict[str, float]:
     return result
 
 
-def run_server(kind: str, n: int, seconds: float) -> dict[str, float]:
-    """Each measurement in a fresh process so memory and CPU are its own."""
+def run_server(kind: str, n: int, seconds: float, workers: int = 1) -> dict[str, float]:
+    """Each measurement in fresh processes so memory and CPU are their own.
+
+    With ``workers`` > 1 the calls are split over that many server processes (one event loop
+    each, as a gateway would run one worker per core); CPU is summed (in cores), late packets
+    and received packets are summed, memory per call averaged, and ``cpu_max`` is the busiest
+    worker's share of its core.
+    """
     # One BLAS thread: a real-time loop must not wait for OpenBLAS worker threads that a busy
     # machine has not scheduled (that stalls the media clock for hundreds of milliseconds).
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, __file__, "--server", kind, "--calls", str(n), "--seconds", str(seconds)],
-        capture_output=True, text=True, check=False, env=env,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{kind} server with {n} calls failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    share = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--server", kind, "--calls", str(k), "--seconds", str(seconds),
+             "--port-base", str(30000 + i * 8000)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for i, k in enumerate(share)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{kind} server failed:\n{err}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    total: dict[str, float] = {}
+    for key in ("cpu", "late_packets", "received", "sent", "digits", "lost", "ticks", "late_ticks"):
+        total[key] = sum(r.get(key, 0) for r in results)
+    total["cpu_max"] = max(r["cpu"] for r in results)
+    total["max_late_ms"] = max(r["max_late_ms"] for r in results)
+    total["rss_per_call_kb"] = sum(r["rss_per_call_kb"] * k for r, k in zip(results, share, strict=True)) / n
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", default="100,250,500,1000", help="comma-separated call counts")
     ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per run")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="server processes the calls are split over (one per core; default 1)")
+    ap.add_argument("--port-base", type=int, default=30000, help=argparse.SUPPRESS)
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--server", choices=("roomtone", "anchor"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -243,20 +268,20 @@ def main() -> None:
         return
     if args.server:
         fn = serve_roomtone if args.server == "roomtone" else serve_anchor
-        print(json.dumps(asyncio.run(fn(int(args.calls), args.seconds))))
+        print(json.dumps(asyncio.run(fn(int(args.calls), args.seconds, args.port_base))))
         return
     counts = [int(c) for c in args.calls.split(",")]
-    print(f"calls benchmark: {os.cpu_count()} cores, window {args.seconds:g} s per run, Python "
-          f"{sys.version.split()[0]}")
+    print(f"calls benchmark: {os.cpu_count()} cores, {args.workers} server process(es), window "
+          f"{args.seconds:g} s per run, Python {sys.version.split()[0]}")
     header = (f"{'calls':>6} {'server':>9} {'cpu(core)':>9} {'cpu/call%':>9} {'ratio':>6} {'KB/call':>8} "
               f"{'late pkts':>9} {'max late ms':>11} {'rx pkts/s':>9} {'digits':>6} {'sustained':>9}")
     print(header)
     best = 0
     for n in counts:
-        anchor = run_server("anchor", n, args.seconds)
-        ours = run_server("roomtone", n, args.seconds)
+        anchor = run_server("anchor", n, args.seconds, args.workers)
+        ours = run_server("roomtone", n, args.seconds, args.workers)
         for name, r in (("anchor", anchor), ("roomtone", ours)):
-            ok = r["late_packets"] == 0 and r["cpu"] < 0.9
+            ok = r["late_packets"] == 0 and r["cpu_max"] < 0.9
             ratio = r["cpu"] / anchor["cpu"] if anchor["cpu"] else float("nan")
             print(f"{n:>6} {name:>9} {r['cpu']:>9.2f} {100 * r['cpu'] / n:>9.3f} {ratio:>6.1f} "
                   f"{r['rss_per_call_kb']:>8.1f} {int(r['late_packets']):>9} {r['max_late_ms']:>11.1f} "
@@ -264,7 +289,8 @@ def main() -> None:
                   f"{'yes' if ok else 'no':>9}")
             if name == "roomtone" and ok:
                 best = max(best, n)
-    print(f"most concurrent calls roomtone sustained on one core without late packets: {best or 'none'}"
+    where = "one core" if args.workers == 1 else f"{args.workers} worker processes"
+    print(f"most concurrent calls roomtone sustained on {where} without late packets: {best or 'none'}"
           f" (of {counts})")
 
 
