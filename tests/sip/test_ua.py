@@ -337,3 +337,46 @@ async def test_garbage_datagrams_do_not_hurt_the_ua(pair, caplog):
     assert r.status == 200
     bugs = [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")]
     assert not bugs, [rec.getMessage() for rec in bugs[:3]]
+
+
+async def test_tcp_response_after_connection_closed_goes_to_via_sent_by(pair):
+    """RFC 3261 §18.2.2: if the request's connection is gone, connect to the Via sent-by."""
+    _, b = pair
+    closed = asyncio.Event()
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_conn(reader, writer):
+        try:
+            while True:
+                got.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    listen_port = server.sockets[0].getsockname()[1]
+
+    async def on_invite(call):
+        await closed.wait()
+        await call.reject(486)
+
+    b.on_invite = on_invite
+    reader, writer = await asyncio.open_connection("127.0.0.1", b.port)
+    invite = (
+        f"INVITE sip:bob@127.0.0.1:{b.port};transport=tcp SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:{listen_port};branch=z9hG4bKtcpgone\r\n"
+        "From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: tcpgone\r\n"
+        "CSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    writer.write(invite)
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    await asyncio.sleep(0.1)
+    closed.set()
+    heads = []
+    try:
+        while not heads or not heads[-1].startswith(b"SIP/2.0 486 "):
+            heads.append(await asyncio.wait_for(got.get(), 5))
+    finally:
+        server.close()
+    assert heads[-1].startswith(b"SIP/2.0 486 ") and b"tcpgone" in heads[-1]

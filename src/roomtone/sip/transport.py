@@ -292,6 +292,20 @@ class SipTransport:
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
             return
+        if isinstance(message, Response):
+            # the request's connection is gone: open one to its Via sent-by (§18.2.2), not to
+            # the peer's old ephemeral port
+            try:
+                via = message.top_via
+                host = via.params.get("received") or host_for_socket(via.host)
+                dest = Address(dest.transport, host, via.port or DEFAULT_PORTS.get(dest.transport, 5060))
+            except SipSyntaxError:
+                pass
+            key = (dest.transport, dest.host, dest.port)
+            conn = self._conns.get(key)
+            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.write(data)
+                return
         pending = self._pending.get(key)
         if pending is not None:
             pending.append(data)
