@@ -15,6 +15,7 @@ API (``from tests.netns import Netns, netns_available``)::
         ns.run(["ip", "addr"], check=True)    # subprocess.run inside (text mode, output captured)
         p = ns.popen([...], stdout=PIPE)      # subprocess.Popen inside; killed by PID on exit
         srv = ns.start_server(keys={"devkey": "secret..."}, port=7880)   # roomtone serve inside
+        srv = ns.start_server(keys, config="rtc: {port_range_start: 40000, port_range_end: 40100}")
         srv.url                               # "ws://127.0.0.1:7880"
         srv.http_url                          # "http://127.0.0.1:7880"
         srv.log()                             # the server's stdout+stderr so far (str)
@@ -154,8 +155,11 @@ class Netns:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 20.0,
+        config: str | None = None,
     ) -> ServerProcess:
-        """Start ``roomtone serve`` on 127.0.0.1:port inside the namespace and wait until it answers."""
+        """Start ``roomtone serve`` on 127.0.0.1:port inside the namespace and wait until it answers.
+
+        ``config`` is YAML text for ``--config`` (see roomtone.config for the layout)."""
         if len(keys) != 1:
             raise ValueError("start_server takes exactly one key pair (use a config file via extra_args for more)")
         (key, secret), = keys.items()
@@ -166,6 +170,10 @@ class Netns:
         full_env["XDG_DATA_HOME"] = str(self._tmp / "data")
         if env:
             full_env.update(env)
+        if config is not None:
+            config_path = self._tmp / f"server-{port}.yaml"
+            config_path.write_text(config)
+            extra_args = ("--config", str(config_path), *extra_args)
         with open(log_path, "wb") as out:
             proc = self.popen(
                 [sys.executable, "-m", "roomtone.cli", "-vv", "serve", "--bind", "127.0.0.1", "--port", str(port), *extra_args],

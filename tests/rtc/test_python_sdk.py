@@ -137,3 +137,28 @@ def test_audio_is_relayed_to_present_and_late_subscribers(server, mode):
         for who in ("bob", "carol"):
             assert re.search(rf"{who}\(PA_\w+\)@{room}: subscribed to {out['published_sid']} of alice \(requested\)", server.log())
     assert "Traceback" not in server.log()
+
+
+def test_ice_port_range_and_host_address_with_the_sdk():
+    """libwebrtc connects to a server restricted to one address and a 10-port UDP range."""
+    config = "rtc: {port_range_start: 41000, port_range_end: 41009, ice_host_addresses: [198.18.0.2]}\n"
+    with Netns() as ns:
+        srv = ns.start_server({KEY: SECRET}, config=config)
+        srv.ns = ns
+        room = "ice"
+        out = run_scenario(
+            srv,
+            {
+                "single_pc": False,
+                "receivers": [{"identity": "bob", "token": token("bob", room)}],
+                "sender": {"identity": "alice", "token": token("alice", room)},
+                "codes": [[5, "5"]],
+            },
+        )
+        assert out["events"]["bob"] == [["dtmf", 5, "5", "alice"]]
+        log = srv.log()
+        assert "ICE: host addresses ['198.18.0.2'], UDP ports 41000-41009" in log
+        # Every local side of aioice's candidate pair checks (logged at -vv) is inside the limits.
+        local = set(re.findall(r"CandidatePair\(\('([\d.]+)', (\d+)\) ->", log))
+        assert local, log[-3000:]
+        assert all(addr == "198.18.0.2" and 41000 <= int(port) <= 41009 for addr, port in local), local
