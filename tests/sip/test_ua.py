@@ -380,3 +380,19 @@ async def test_tcp_response_after_connection_closed_goes_to_via_sent_by(pair):
     finally:
         server.close()
     assert heads[-1].startswith(b"SIP/2.0 486 ") and b"tcpgone" in heads[-1]
+
+
+async def test_out_of_dialog_request_handler(pair):
+    a, b = pair
+    seen = []
+
+    async def on_request(req, source):
+        seen.append((req.method, req.body, source.transport))
+        return Reply(202, reason="Accepted")
+
+    r = await a.request("MESSAGE", uri(b), b"hello", content_type="text/plain")
+    assert r.status == 501  # no handler: refused, not swallowed
+    b.on_request = on_request
+    r = await a.request("MESSAGE", uri(b, "tcp"), b"hello", content_type="text/plain")
+    assert r.status == 202 and r.to.tag
+    assert seen == [("MESSAGE", b"hello", "TCP")]

@@ -17,6 +17,9 @@ Quick tour::
     call.remote_body                       # the SDP answer (bytes)
     # or in one step: call = await ua.call("sip:bob@...", body=offer_sdp)
     await call.cancel()                    # before the answer: CANCEL (waits for a 1xx first)
+    # invite() options: timeout=30 (ringing timeout, then CANCEL), transport="TCP" (when the
+    # URI has no ;transport=), route=["<sip:proxy;lr>"] (outbound proxy), headers=[(name, value)],
+    # from_user/from_display, on_provisional=lambda call, resp: ... (180/183 as they come)
 
     # --- answering calls (UAS): a callback ...
     async def on_invite(call: Call) -> None:
@@ -43,6 +46,17 @@ Quick tour::
     call.on_request = on_request           # may also be ``async def``
     call.add_listener(lambda call: print(call.state))   # state changes
     await call.wait_ended(); call.end_reason            # "remote BYE", "cancelled", ...
+
+Call attributes: ``state`` (:class:`CallState`: CALLING, INCOMING, EARLY, ESTABLISHED, ENDED),
+``direction`` ("outbound"/"inbound"), ``call_id``, ``request`` (the INVITE as sent/received),
+``remote_body``/``remote_content_type`` (the peer's latest SDP), ``local_body``, ``identity``,
+``transport`` ("UDP"/"TCP"/"TLS"), ``remote_address`` (:class:`Address` of the signalling peer),
+``dialog`` (:class:`~roomtone.sip.dialog.Dialog`), ``end_reason``/``end_status`` once ENDED.
+``ua.calls`` lists live calls; ``ua.local_uri()`` and ``ua.contact(transport)`` give our
+addresses (e.g. the IP to put in SDP); ``ua.port`` the bound port (``port=0`` picks one, shared by
+UDP and TCP). Our re-INVITE that crosses the peer's gets 491 from them: ``reinvite`` returns that
+response and the application may retry after a random pause (§14.1); starting a re-INVITE while
+one is pending raises ``CallFailed(491)``. A 481 or 408 to an in-dialog request ends the call.
 
 Defaults when the application says nothing: OPTIONS (in or out of a dialog) is answered 200
 with Allow/Accept; a re-INVITE without a handler (or handler returning None) is answered 200 with
@@ -1127,7 +1141,7 @@ class UserAgent:
             else:
                 log.warning("%s %s: no handler; answering 501", method, req.call_id)
                 reply = Reply(501)
-        to_tag = call._local_tag if call is not None and call.direction == "inbound" else None
+        to_tag = new_tag()  # out of dialog: a final response carries a fresh tag (§8.2.6.2)
         if call is not None and call.dialog is not None:
             to_tag = call.dialog.local_tag
         resp = Response.for_request(req, reply.status, reply.reason, to_tag=to_tag, headers=reply.headers)
