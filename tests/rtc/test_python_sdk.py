@@ -162,3 +162,17 @@ def test_ice_port_range_and_host_address_with_the_sdk():
         local = set(re.findall(r"CandidatePair\(\('([\d.]+)', (\d+)\) ->", log))
         assert local, log[-3000:]
         assert all(addr == "198.18.0.2" and 41000 <= int(port) <= 41009 for addr, port in local), local
+
+
+def test_rpc_and_text_streams_pass_through(server):
+    room = "rpc"
+    res = server.ns.run(
+        [sys.executable, str(SCENARIO.with_name("lk_rpc_stream.py")), server.url, token("alice", room), token("bob", room)],
+        timeout=120,
+    )
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"{res.stderr[-3000:]}\n{server.log()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out}\n{res.stderr[-3000:]}"
+    assert out["rpc"] == "alice:HELLO"
+    assert out["text"] == [20000, "alice", "chat"]
