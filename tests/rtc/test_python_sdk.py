@@ -176,3 +176,19 @@ def test_rpc_and_text_streams_pass_through(server):
     assert out["errors"] == [], f"{out}\n{res.stderr[-3000:]}"
     assert out["rpc"] == "alice:HELLO"
     assert out["text"] == [20000, "alice", "chat"]
+
+
+def test_metadata_name_attributes_updates_and_their_permission(server):
+    room = "meta"
+    res = server.ns.run(
+        [sys.executable, str(SCENARIO.with_name("lk_metadata.py")), server.url,
+         token("alice", room, can_update_own_metadata=True), token("bob", room)],
+        timeout=120,
+    )
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"{res.stderr[-3000:]}\n{server.log()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out}\n{res.stderr[-3000:]}"
+    assert out["seen"] == [["metadata", "alice", "m1"], ["name", "alice", "Alice A"], ["attributes", "alice", {"k": "v"}]]
+    assert out["b_set_metadata_error"] == "request error: NotAllowed - does not have permission to update own metadata"
+    assert out["a_sees_b_metadata"] == ""
