@@ -244,3 +244,15 @@ def test_close_sends_rtcp_bye():
     parsed = rtp.parse_rtcp(data)
     assert is_rtcp and addr == (B[0], B[1] + 1)
     assert any(isinstance(p, rtp.Bye) for p in parsed)  # type: ignore[union-attr]
+
+
+def test_symmetric_rtp_ignores_a_second_source_while_the_first_is_alive():
+    s = RtpSession(SessionConfig(symmetric_rtp=True), remote=B)
+    good, evil = ("127.0.0.1", 22700), ("127.0.0.1", 22702)
+    for i in range(5):
+        s.receive_rtp(rtp.RtpPacket(0, i, i * 160, 7, b"\xff" * 160).serialize(), good, i * 0.02)
+    s.receive_rtp(rtp.RtpPacket(0, 99, 99 * 160, 8, b"\x00" * 160).serialize(), evil, 0.1)
+    assert s.remote == good and s.stats.foreign_source == 1 and s.stats.rtp_received == 5
+    # the phone moves: its old address went quiet, the new one is followed
+    s.receive_rtp(rtp.RtpPacket(0, 6, 6 * 160, 7, b"\xff" * 160).serialize(), evil, 1.0)
+    assert s.remote == evil and s.stats.rtp_received == 6

@@ -11,7 +11,9 @@ What one session does, every ``ptime`` (20 ms) tick:
 * **Receive**: RTP is demultiplexed by payload type: audio into the jitter buffer, telephone-event into
   the RFC 4733 receiver; anything else is counted and logged once per payload type. With
   ``symmetric_rtp`` the session answers to where the peer's packets come from (latching on the first
-  valid packet and following a change of source, logged), which gets through NAT.
+  valid packet), which gets through NAT. It follows a new source only after the current one has
+  been silent for 0.5 s (a re-homed phone); packets from a second source while the first is alive
+  are dropped and counted, so a third party cannot hijack the call's media by spraying RTP.
 * **Play out**: exactly one decoded frame per tick leaves the jitter buffer side (silence when
   nothing arrived), so the in-band detector, tone suppression and a room bridge all see a steady
   20 ms stream. The in-band detector runs on it by default, also when telephone-event was
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 NTP_EPOCH_OFFSET = 2208988800
 _HEADER = rtp.RTP_HEADER
+#: symmetric RTP follows a new source address only after the current one was silent this long
+SOURCE_SWITCH_AFTER = 0.5
 _EMPTY = np.zeros(0, dtype=np.int16)  # seconds from 1900-01-01 to 1970-01-01
 
 
@@ -145,6 +149,7 @@ class SessionStats:
     malformed: int = 0
     unknown_payload_type: int = 0
     foreign_ssrc: int = 0
+    foreign_source: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
     audio_frames_dropped: int = 0
@@ -236,6 +241,8 @@ class RtpSession:
         self._jobs: deque[DtmfSendJob] = deque()
         self._active_job: DtmfSendJob | None = None
         self._inband_tx: InbandDtmfSender | None = None
+        self._source: Address | None = None  # where accepted RTP comes from (symmetric RTP)
+        self._source_last = now
         self._custom_detector = detector
         self.batched_detection = batched_detection
         #: False while the peer cannot receive (hold: our direction recvonly/inactive): nothing is sent
@@ -412,15 +419,26 @@ class RtpSession:
                 log.warning("dropping RTP with payload type %d from %s:%s: not negotiated (audio %d, "
                             "telephone-event %s)", pt, *addr, cfg.payload_type, cfg.telephone_event_pt)
             return
+        if cfg.symmetric_rtp and addr != self._source:
+            if self._source is not None and now - self._source_last < SOURCE_SWITCH_AFTER:
+                # another sender while ours is alive: an injection attempt or a stray stream
+                self.stats.foreign_source += 1
+                if self.stats.foreign_source in (1, 100):
+                    log.warning("dropping RTP from %s:%s: media comes from %s:%s", *addr, *self._source)
+                return
+            if self._source is not None:
+                log.info("RTP source moved %s:%s -> %s:%s", *self._source, *addr)
+            self._source = addr
+            if addr != self.remote:
+                self._events.append(RemoteAddressChanged(self.remote, addr))
+                log.info("RTP from %s:%s; sending there (symmetric RTP, was %s)", *addr, self.remote)
+                self.remote = addr
+                self.remote_rtcp = (addr[0], addr[1] + 1)
+        self._source_last = now
         self._last_rx = now
         self._timeout_reported = False
         self.stats.rtp_received += 1
         self.stats.bytes_received += len(data)
-        if cfg.symmetric_rtp and addr != self.remote:
-            self._events.append(RemoteAddressChanged(self.remote, addr))
-            log.info("RTP from %s:%s; sending there (symmetric RTP, was %s)", *addr, self.remote)
-            self.remote = addr
-            self.remote_rtcp = (addr[0], addr[1] + 1)
         if self._remote_ssrc != pkt.ssrc:
             if self._remote_ssrc is not None:
                 log.info("peer SSRC changed %08x -> %08x", self._remote_ssrc, pkt.ssrc)
