@@ -190,3 +190,22 @@ async def test_hold_stops_the_held_side_sending_and_unhold_restores():
         assert callee.stream.session.send_enabled and caller.negotiated.direction == "sendrecv"
         await callee.send_dtmf("1", method="rfc4733")
         assert await collect(caller, 1) == [("1", "rfc4733")]
+
+
+async def test_cancel_dtmf_drops_queued_digits_and_ends_the_tone_on_the_wire():
+    from roomtone.media.call import DtmfCancelled
+
+    async with Pair() as p:
+        caller, callee = await p.call()
+        first = asyncio.ensure_future(caller.send_dtmf("1234567890", method="rfc4733"))
+        second = asyncio.ensure_future(caller.send_dtmf("555", method="inband"))
+        await asyncio.sleep(0.5)
+        caller.cancel_dtmf()
+        for task in (first, second):
+            with pytest.raises(DtmfCancelled):
+                await task
+        await asyncio.sleep(0.6)
+        got = "".join(e.digit for e in callee.received)
+        assert 1 <= len(got) <= 3 and "1234567890".startswith(got)  # no stuck or extra digit
+        await caller.send_dtmf("9", method="rfc4733")  # the queue works again
+        assert (await collect(callee, len(got) + 1))[-1] == ("9", "rfc4733")

@@ -203,3 +203,23 @@ async def test_roomtone_sends_all_three_methods_to_pjsua(tmp_path):
             await call.send_dtmf("7*3", method="inband")
             assert await detected_in_recordings(lambda: [rec], "7*3") == "7*3"
             await call.hangup()
+
+
+async def test_g722_call_with_baresip_carries_dtmf_both_ways(tmp_path):
+    """Wideband: G.722 (16 kHz audio, 8 kHz RTP clock) with RFC 4733 both ways and in-band from
+    baresip detected by roomtone at 16 kHz."""
+    wav = str(tmp_path / "tones.wav")
+    tones_wav(wav, "369", 48000, channels=2)
+    async with Roomtone(CallOptions(codecs=("G722",))) as rt:
+        with baresip_phone(auto_answer=True, codecs=("G722",)) as b:
+            call = await rt.call(b.uri)
+            assert call.negotiated.codec.name == "G722" and call.sample_rate == 16000
+            await call.send_dtmf("1A#", method="rfc4733")
+            got = await asyncio.to_thread(b.wait_digits, 3)
+            assert [(e["digit"], e["method"]) for e in got] == [("1", "rfc4733"), ("A", "rfc4733"), ("#", "rfc4733")]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(b.send_dtmf, "47", 0.2)
+            assert await received(call, 2) == [("4", "rfc4733"), ("7", "rfc4733")]
+            await asyncio.to_thread(b.play_file, wav)
+            assert (await received(call, 5))[2:] == [(d, "inband") for d in "369"]
+            await call.hangup()

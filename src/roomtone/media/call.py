@@ -98,6 +98,10 @@ class CallOptions:
         return sdp_mod.AudioCapabilities(codecs=self.codecs, telephone_event=self.telephone_event)
 
 
+class DtmfCancelled(Exception):
+    """``send_dtmf`` was cancelled (``cancel_dtmf``) before all its digits went out."""
+
+
 @dataclass(frozen=True)
 class DtmfSent:
     """What ``send_dtmf`` did: the digits (canonical) and the method actually used."""
@@ -256,6 +260,8 @@ class MediaCall:
                         await asyncio.wait([done, ended], return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         ended.cancel()
+                    if job.cancelled:
+                        raise DtmfCancelled("cancelled by cancel_dtmf()")
                     if not job.done:
                         raise CallFailed(481, f"call ended before the digits were sent ({self.end_reason})")
                 if not fut.done():
@@ -277,11 +283,12 @@ class MediaCall:
             await asyncio.sleep((tone_ms + (gap_ms if i + 1 < len(steps) else 0)) / 1000)
 
     def cancel_dtmf(self) -> None:
-        """Drop queued digits; a tone already on the wire is ended properly."""
+        """Drop queued digits (their ``send_dtmf`` raises :class:`DtmfCancelled`); a tone already on
+        the wire still gets its end packets. INFO digits already sent cannot be taken back."""
         while not self._send_queue.empty():
             *_, fut = self._send_queue.get_nowait()
             if not fut.done():
-                fut.set_exception(asyncio.CancelledError())
+                fut.set_exception(DtmfCancelled("cancelled by cancel_dtmf()"))
         self.stream.session.cancel_dtmf()
 
     # ------------------------------------------------------------------ DTMF in
@@ -505,5 +512,5 @@ async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptio
     return call
 
 
-__all__ = ["CallOptions", "DtmfError", "DtmfEvent", "DtmfSent", "DtmfStart", "MediaCall", "answer_call",
+__all__ = ["CallOptions", "DtmfCancelled", "DtmfError", "DtmfEvent", "DtmfSent", "DtmfStart", "MediaCall", "answer_call",
            "place_call"]
