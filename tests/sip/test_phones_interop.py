@@ -107,7 +107,16 @@ async def test_pjsua_calls_roomtone_sends_info_holds_and_hangs_up(ua):
                 break
             await asyncio.sleep(0.05)
         assert direction_of(call.remote_body) == "sendonly"
-        await asyncio.to_thread(phone.command, "unhold")
+        # PJSIP refuses a new re-INVITE until its previous one got our 200 and sent the ACK;
+        # we saw the offer when we answered it, so retry briefly
+        for attempt in range(20):
+            try:
+                await asyncio.to_thread(phone.command, "unhold")
+                break
+            except pjsua.PhoneError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)
         for _ in range(100):
             if direction_of(call.remote_body) == "sendrecv":
                 break
