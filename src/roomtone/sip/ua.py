@@ -500,13 +500,27 @@ class UserAgent:
     # -- lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        port = self.port
-        for t in self.transport_names:
-            p = (self.tls_port or 0) if t == "TLS" else port
-            _, bound = await self.transport.listen(t, self.host, p)
-            if port == 0 and t != "TLS":
-                port = bound  # same port for UDP and TCP when ephemeral
-        self.port = port
+        # with port 0, UDP and TCP must still share one number: the first transport picks it,
+        # and if the others cannot bind it (taken for that protocol) we start over
+        for attempt in range(20):
+            port = self.port
+            try:
+                for t in self.transport_names:
+                    p = (self.tls_port or 0) if t == "TLS" else port
+                    _, bound = await self.transport.listen(t, self.host, p)
+                    if port == 0 and t != "TLS":
+                        port = bound
+            except OSError:
+                await self.transport.close()
+                self.transport = SipTransport(self._on_message,
+                                              tls_server_context=self.transport.tls_server_context,
+                                              tls_client_context=self.transport.tls_client_context)
+                self.transport.on_error = self._on_transport_error
+                if self.port != 0 or attempt == 19:
+                    raise
+                continue
+            self.port = port
+            return
 
     async def close(self) -> None:
         for call in list(self._calls.values()):
