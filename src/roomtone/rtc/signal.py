@@ -200,6 +200,8 @@ class SignalSession:
                 for publisher, track, media in self.service.rooms.published_tracks(self.room_name):
                     if self._may_subscribe(publisher, track):
                         self._v1_wanted[track.sid] = (publisher, track, media)
+                for req in self.join_request.add_track_requests:  # tracks published with the join
+                    self._add_track(req)
                 if self.join_request.HasField("publisher_offer"):
                     await self._on_offer(self.join_request.publisher_offer)
             elif self.subscriber_primary:
