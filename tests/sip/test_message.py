@@ -321,3 +321,51 @@ def test_fuzz_mutations_of_valid_messages(data):
     for i in range(0, len(data), 13):
         for m in sp.feed(data[i : i + 13]):
             _check(m)
+
+
+URI_ALPHABET = "abcAZ09-_.!~*'()&=+$,%;:@?[]/ \"<>"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["sip:", "sips:", "SIP:", "tel:"]),
+    st.text(alphabet=URI_ALPHABET, max_size=30),
+)
+def test_uri_fast_path_agrees_with_general_parser(scheme, rest):
+    """parse_uri has a regex fast path; on every input it must give what the general parser gives."""
+    from roomtone.sip.message import _parse_uri_general
+
+    text = scheme + rest
+    try:
+        fast = parse_uri(text)
+    except SipSyntaxError:
+        fast = None
+    try:
+        slow = _parse_uri_general(text)
+    except SipSyntaxError:
+        slow = None
+    assert fast == slow, (text, fast, slow)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["sip", "sips"]),
+    st.one_of(st.none(), st.from_regex(r"[a-z0-9+%._-]{1,8}", fullmatch=True)),
+    st.sampled_from(["example.com", "10.0.0.1", "[2001:db8::1]", "a-b.c"]),
+    st.one_of(st.none(), st.integers(1, 65535)),
+    st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True),
+                    st.one_of(st.none(), st.from_regex(r"[a-z0-9.]{1,6}", fullmatch=True)), max_size=3),
+)
+def test_uri_roundtrip(scheme, user, host, port, params):
+    u = parse_uri(str(__import__("roomtone.sip.message", fromlist=["SipURI"]).SipURI(scheme, user, None, host, port, params)))
+    assert (u.scheme, u.user, u.host, u.port, u.params) == (scheme, user, host, port, params)
+
+
+def test_long_invalid_hosts_are_rejected_without_backtracking_blowup():
+    # a nested-quantifier host regex took ~1 s at 24 characters and doubled per character;
+    # with the linear check these finish at once (pytest-timeout would catch a regression)
+    for text in ("sip:" + "a" * 5000 + "!", "sip:" + "a-" * 3000 + "-", "sip:x@" + "1." * 4000 + ".."):
+        with pytest.raises(SipSyntaxError):
+            parse_uri(text)
+    err = parse(INVITE.replace(b"pc33.atlanta.example.com;branch", b"a" * 3000 + b"!;branch", 1))
+    assert isinstance(err, ParseError) and "Via" in err.reason

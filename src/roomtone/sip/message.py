@@ -86,7 +86,22 @@ LIST_HEADERS = frozenset(
 )
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-_HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?\.?)+\Z|\[[0-9A-Fa-f:.]+\]\Z")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.]*\Z")
+_IPV6_REF_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
+
+
+def _valid_host(host: str) -> bool:
+    """hostname (labels of alnum/-/_, starting and ending alnum, optional final dot) or [IPv6].
+
+    Written without nested regex quantifiers: the obvious one-regex form backtracks
+    exponentially on long invalid input (found by the fast-path property test).
+    """
+    if host.startswith("["):
+        return _IPV6_REF_RE.match(host) is not None
+    if _HOSTNAME_RE.match(host) is None or ".." in host:
+        return False
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    return all(label[0].isalnum() and label[-1].isalnum() for label in labels)
 _DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _BAD_URI_CHARS = re.compile(r'[ \t\r\n<>"]')
@@ -264,13 +279,13 @@ def split_host_port(text: str) -> tuple[str, int | None]:
         if rest and not rest.startswith(":"):
             raise SipSyntaxError(f"junk after IPv6 reference in {text[:60]!r}")
         port_text = rest[1:] if rest else ""
-        if not _HOST_RE.match(host):
+        if not _valid_host(host):
             raise SipSyntaxError(f"bad IPv6 reference {host[:60]!r}")
     else:
         host, colon, port_text = text.partition(":")
         if colon and not port_text:
             raise SipSyntaxError(f"empty port in {text[:60]!r}")
-        if not host or not _HOST_RE.match(host):
+        if not host or not _valid_host(host):
             raise SipSyntaxError(f"bad host {host[:60]!r}")
     if not port_text:
         return host, None
@@ -347,7 +362,7 @@ class SipURI:
 
 _SIP_URI_RE = re.compile(
     r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
-    r"([A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"([A-Za-z0-9][A-Za-z0-9\-_.]*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'%+]+(?:=[A-Za-z0-9\-_.!~*'%+:\[\]]*)?)*)\Z"
 )
 
@@ -359,8 +374,13 @@ def parse_uri(text: str) -> SipURI:
         # fast path: the common sip:user@host:port;params form, validated by the regex
         scheme, user, password, host, port, params = m.groups()
         p = int(port) if port else None
-        if p is None or p <= 65535:
+        if (p is None or p <= 65535) and _valid_host(host):
             return SipURI(scheme, user, password, host, p, parse_params(params[1:].split(";")) if params else {})
+    return _parse_uri_general(text)
+
+
+def _parse_uri_general(text: str) -> SipURI:
+    """The general URI parser; ``parse_uri``'s regex fast path must agree with it."""
     text = text.strip()
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme or not rest:
