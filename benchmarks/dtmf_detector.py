@@ -96,7 +96,8 @@ def _one_tone(rng: np.random.Generator, rate: int, digit: str, ms: float, low: f
     return np.concatenate((lead, body, tail)), len(lead)
 
 
-def make_trials(set_name: str, n: int) -> list[Trial]:
+def make_trials(set_name: str, n: int, speech: np.ndarray | None = None) -> list[Trial]:
+    """The Q.24 categories; with ``speech`` (this set's own), also digits pressed over speech."""
     rng = np.random.default_rng(SETS[set_name]["seed"])
     trials: list[Trial] = []
 
@@ -170,6 +171,27 @@ def make_trials(set_name: str, n: int) -> list[Trial]:
             low = rng.uniform(-25, -7)
             a, on = _one_tone(rng, rate, d, rng.uniform(45, 80), low=low, high=low + 2)
             add(f"{rate // 1000} kHz", a, d, on, rate=rate)
+    for _ in range(n):
+        # Q.24's corners at once: ±1.5% on both tones, twist -8 or +4 dB, white noise at 15 dB SNR
+        d = pick()
+        sign = rng.choice([-1, 1], 2)
+        twist = float(rng.choice([-8.0, 4.0]))
+        low = rng.uniform(-25.0, -10.0)
+        a, on = _one_tone(rng, 8000, d, rng.uniform(45, 80), low=low, high=low + twist,
+                          dev=(0.015 * sign[0], 0.015 * sign[1]))
+        tone_power = (dbm0_to_peak(low) ** 2 + dbm0_to_peak(low + twist) ** 2) / 2
+        add("corner: ±1.5%+twist+15 dB", _clip16(a + _noise(rng, len(a), np.sqrt(tone_power / 10 ** 1.5))), d, on)
+    if speech is not None:
+        for _ in range(n):
+            # a key pressed while the caller (or the far end) is talking: speech 10-20 dB below
+            d = pick()
+            a, on = _one_tone(rng, 8000, d, rng.uniform(60, 100))
+            start = int(rng.integers(0, len(speech) - len(a)))
+            talk = speech[start:start + len(a)].astype(np.float64)
+            rms = np.sqrt(np.mean(talk * talk)) or 1.0
+            tone_power = (dbm0_to_peak(-7) ** 2 + dbm0_to_peak(-5) ** 2) / 2
+            talk *= np.sqrt(tone_power / 10 ** (rng.uniform(1.0, 2.0))) / rms
+            add("digit over speech", _clip16(a + talk), d, on)
     for _ in range(max(n // 4, 8)):
         seq = "".join(rng.choice(DIGITS, 10))
         gen = ToneGenerator()
@@ -390,15 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", choices=["dev", "eval"], default="eval")
     ap.add_argument("--quick", action="store_true", help="fewer trials and less talk-off material")
     ap.add_argument("--trials", type=int, help="trials per category (default 150, quick 40)")
-    ap.add_argument("--speech-minutes", type=float, help="default 20, quick 3")
-    ap.add_argument("--music-minutes", type=float, help="default 20, quick 3")
+    ap.add_argument("--speech-minutes", type=float, help="default 60, quick 3")
+    ap.add_argument("--music-minutes", type=float, help="default 60, quick 3")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
                     help="override a DetectorConfig field (for exploring on the dev set)")
     args = ap.parse_args(argv)
     n = args.trials or (40 if args.quick else 150)
-    speech_min = args.speech_minutes if args.speech_minutes is not None else (3 if args.quick else 20)
-    music_min = args.music_minutes if args.music_minutes is not None else (3 if args.quick else 20)
+    speech_min = args.speech_minutes if args.speech_minutes is not None else (3 if args.quick else 60)
+    music_min = args.music_minutes if args.music_minutes is not None else (3 if args.quick else 60)
     overrides = {}
     for item in args.config:
         k, _, v = item.partition("=")
@@ -411,12 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     fit = evaluate(dev_nominal, "spandsp", None, 0.0)
     sp_latency = float(np.median(fit.latencies)) if fit.latencies else 0.0
 
-    trials = make_trials(args.set, n)
+    speech = make_speech(args.set, speech_min * 60)
+    music = make_music(args.set, music_min * 60)
+    trials = make_trials(args.set, n, speech)
     ours = evaluate(trials, "roomtone", config, 0.0)
     theirs = evaluate(trials, "spandsp", None, sp_latency)
 
-    speech = make_speech(args.set, speech_min * 60)
-    music = make_music(args.set, music_min * 60)
     hours_speech = len(speech) / 8000 / 3600
     hours_music = len(music) / 8000 / 3600
     to = {w: (talk_off(speech, w, config), talk_off(music, w, config)) for w in ("roomtone", "spandsp")}
