@@ -339,3 +339,29 @@ async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
             assert "quiet" in caplog.text and "no signal message for 2 s" in caplog.text
     finally:
         await s.stop()
+
+
+async def test_malformed_requests_are_logged_and_the_session_survives(srv, caplog):
+    async with aiohttp.ClientSession() as session:
+        c = await connect(session, srv, tok("fuzz"))
+        await c.recv("join")
+        with caplog.at_level(logging.INFO):
+            await c.send(offer=pr.SessionDescription(type="offer", sdp="v=0\r\nm=audio notaport RTP/AVP 0\r\n", id=3))
+            await c.send(trickle=pr.TrickleRequest(candidateInit="{not json", target=pr.PUBLISHER))
+            await c.send(trickle=pr.TrickleRequest(candidateInit='{"candidate": "candidate:garbage", "sdpMid": "0"}', target=pr.SUBSCRIBER))
+            await c.send(answer=pr.SessionDescription(type="answer", sdp="v=0\r\n"))
+            await c.send(subscription=pr.UpdateSubscription(track_sids=["TR_nope"], subscribe=True))
+            await c.send(mute=pr.MuteTrackRequest(sid="TR_nope", muted=True))
+            await c.ws.send_bytes(pr.SignalRequest(ping_req=pr.Ping(timestamp=77)).SerializeToString() + b"\x00\xff")
+            await c.send(ping_req=pr.Ping(timestamp=99))
+            while True:
+                pong = await c.recv("pong_resp")
+                if pong.pong_resp.last_ping_timestamp == 99:
+                    break
+        assert "cannot answer the client's offer" in caplog.text
+        assert "cannot apply the client's answer" in caplog.text
+        assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert "bad trickle candidate JSON" in caplog.text
+        rooms = srv.app[server_mod.ROOMS]
+        assert [p.identity for p in await rooms.list_participants("r")] == ["fuzz"]
+        await c.ws.close()

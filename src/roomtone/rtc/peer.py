@@ -141,7 +141,11 @@ class Peer:
             if self.pc.signalingState != "have-local-offer":
                 log.warning("%s %s PC: unexpected answer in state %s; ignored", self.who, self.role, self.pc.signalingState)
                 return
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:  # aiortc raises ValueError and others for unusable SDP
+                log.warning("%s %s PC: cannot apply the client's answer: %s: %s", self.who, self.role, type(exc).__name__, exc)
+                return
             await self._flush_candidates()
 
     async def add_candidate(self, candidate_init: str) -> None:
@@ -160,7 +164,7 @@ class Peer:
                 line = line[len("candidate:"):]
             try:
                 cand = candidate_from_sdp(line)
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, AssertionError):  # aiortc asserts on short lines
                 log.warning("%s: unparseable ICE candidate %r", self.who, line[:200])
                 return
             if cand.protocol.lower() != "udp":

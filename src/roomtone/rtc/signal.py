@@ -522,7 +522,7 @@ class SignalSession:
         try:
             sdp = await self.publisher.answer(offer.sdp, self._attach_v1_tracks if self.single_pc else None)
         except Exception as exc:
-            log.warning("%s: cannot answer the client's offer: %s", self.who, exc)
+            log.warning("%s: cannot answer the client's offer: %s: %s", self.who, type(exc).__name__, exc)
             return
         self._check_unpublished(offer.sdp)
         answer = proto_rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)
