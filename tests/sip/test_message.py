@@ -207,12 +207,13 @@ def test_datagram_without_content_length_takes_rest():
     assert isinstance(m, Request) and m.body == b"v=0\nmore"
 
 
-def test_stream_parser_frames_chunks_and_keepalives():
+@pytest.mark.parametrize("chunk", [1, 2, 5, 4096])
+def test_stream_parser_frames_chunks_and_keepalives(chunk):
     sp = StreamParser()
     data = b"\r\n\r\n" + INVITE + RESPONSE + INVITE
     out = []
-    for i in range(0, len(data), 5):
-        out += sp.feed(data[i : i + 5])
+    for i in range(0, len(data), chunk):
+        out += sp.feed(data[i : i + chunk])
     assert [type(m).__name__ for m in out] == ["Request", "Response", "Request"]
     assert out[0].body == b"v=0\n" and out[2].body == b"v=0\n"
     assert sp.keepalives == 1

@@ -1036,6 +1036,7 @@ class StreamParser:
         self.max_size = max_size
         self.broken = False
         self.keepalives = 0
+        self._scanned = 0
 
     def feed(self, data: bytes) -> list[Request | Response | ParseError]:
         out: list[Request | Response | ParseError] = []
@@ -1052,10 +1053,14 @@ class StreamParser:
                     if buf[:i] == b"\r\n\r\n" or i >= 4:
                         self.keepalives += 1
                     del buf[:i]
+                    self._scanned = 0
                 if not buf:
                     break
-                sep = buf.find(b"\r\n\r\n")
+                # resume the search where the last chunk's search ended: a header arriving a
+                # byte at a time must not cost a rescan per byte (quadratic)
+                sep = buf.find(b"\r\n\r\n", self._scanned)
                 if sep < 0:
+                    self._scanned = max(0, len(buf) - 3)
                     if len(buf) > self.max_size:
                         out.append(self._fail(bytes(buf), "message too large", 513))
                     break
@@ -1073,6 +1078,7 @@ class StreamParser:
                     break
                 body = bytes(buf[sep + 4 : total])
                 del buf[:total]
+                self._scanned = 0
                 out.append(_parse_head(head, body, True))
         except Exception as exc:  # noqa: BLE001 - contract: the parser never raises
             log.exception("stream parser bug")
