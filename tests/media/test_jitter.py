@@ -114,3 +114,16 @@ def test_ssrc_change_restarts():
 def test_bad_configuration_is_rejected():
     with pytest.raises(ValueError):
         JitterBuffer(delay=1.0, max_delay=0.5)
+
+
+def test_delay_adapts_to_jitter_bigger_than_the_cushion():
+    rng = random.Random(3)
+    # 0-120 ms of jitter against a 20 ms cushion
+    arrivals = [(i * 0.02 + rng.uniform(0, 0.12), i) for i in range(300)]
+    fixed = JitterBuffer(delay=0.02, adaptive=False)
+    adaptive = JitterBuffer(delay=0.02, max_delay=0.3)
+    feed_all(fixed, arrivals, until=7.0)
+    feed_all(adaptive, arrivals, until=7.0)
+    assert adaptive.stats.delay_increases >= 2 and adaptive.delay > 0.02
+    assert adaptive.stats.late < fixed.stats.late / 3
+    assert adaptive.stats.played > fixed.stats.played

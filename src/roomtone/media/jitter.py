@@ -19,6 +19,10 @@ Model (fixed playout delay, re-based when the stream jumps):
   ours, or it paused) restarts the playout clock at this packet, rebuilding the cushion. A buffer that grew beyond ``max_delay`` (sender clock faster than
   ours) drops its oldest frames.
 
+Adaptive delay (on by default): a late packet means the network's jitter exceeds the cushion, so
+the delay grows by ``step`` (20 ms, one frame of silence in the playout) up to ``max_delay``; each
+re-basing gives one step back, down to the configured delay.
+
 Timestamps are 32-bit and wrap; the buffer unwraps them relative to the expected timestamp.
 """
 
@@ -49,6 +53,7 @@ class JitterStats:
     duplicate: int = 0
     resyncs: int = 0
     overflow_dropped: int = 0
+    delay_increases: int = 0
 
 
 class JitterBuffer:
@@ -63,6 +68,8 @@ class JitterBuffer:
         delay: float = 0.06,
         max_delay: float = 0.5,
         max_jump: int | None = None,
+        adaptive: bool = True,
+        step: float = 0.02,
     ) -> None:
         if clock_rate <= 0:
             raise ValueError("clock_rate must be positive")
@@ -70,7 +77,10 @@ class JitterBuffer:
             raise ValueError("need 0 <= delay <= max_delay")
         self.clock_rate = clock_rate
         self.delay = delay
+        self.initial_delay = delay
         self.max_delay = max_delay
+        self.adaptive = adaptive
+        self.step = step
         self.max_jump = max_jump if max_jump is not None else 2 * clock_rate
         self.stats = JitterStats()
         # unwrapped timestamp -> frame
@@ -108,6 +118,13 @@ class JitterBuffer:
             ts = self._unwrap(timestamp)
         elif ts < self._next_ts:
             self.stats.late += 1
+            if self.adaptive and self._next_ts - ts <= self.max_jump // 4 and \
+                    self.delay + self.step <= self.max_delay:
+                # the network is jitterier than our cushion: play everything later from now on
+                # (one frame of silence now) instead of losing more packets
+                self.delay += self.step
+                self._base_time += self.step
+                self.stats.delay_increases += 1
             return
         elif not self._frames and self._due(ts) < now:
             # Underrun (sender's clock slower than ours, or a pause): rebuild the cushion here.
@@ -166,6 +183,8 @@ class JitterBuffer:
     def _rebase(self, timestamp: int, now: float) -> None:
         if self._next_ts is not None:
             self.stats.resyncs += 1
+            # a fresh start (talk spurt, underrun) is the moment to give back one step of delay
+            self.delay = max(self.initial_delay, self.delay - self.step)
         self._base_ts = timestamp
         self._next_ts = timestamp
         self._base_time = now + self.delay
