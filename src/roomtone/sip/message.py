@@ -1037,6 +1037,7 @@ class StreamParser:
         self.broken = False
         self.keepalives = 0
         self._scanned = 0
+        self._crlf_run = 0
 
     def feed(self, data: bytes) -> list[Request | Response | ParseError]:
         out: list[Request | Response | ParseError] = []
@@ -1050,12 +1051,16 @@ class StreamParser:
                 while i < len(buf) and buf[i] in (13, 10):
                     i += 1
                 if i:
-                    if buf[:i] == b"\r\n\r\n" or i >= 4:
+                    # a double CRLF between messages is a keep-alive ping, even split over chunks
+                    self._crlf_run += i
+                    while self._crlf_run >= 4:
                         self.keepalives += 1
+                        self._crlf_run -= 4
                     del buf[:i]
                     self._scanned = 0
                 if not buf:
                     break
+                self._crlf_run = 0
                 # resume the search where the last chunk's search ended: a header arriving a
                 # byte at a time must not cost a rescan per byte (quadratic)
                 sep = buf.find(b"\r\n\r\n", self._scanned)
