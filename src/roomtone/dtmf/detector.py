@@ -77,7 +77,6 @@ class DetectorConfig:
 
     max_deviation: float = 0.02  #: relative frequency error accepted (Q.24: 1.5% pass, 3.5% fail)
     min_level_dbm0: float = -45.0  #: per tone (Q.24: −36 pass, −55 fail)
-    max_drift: float = 0.008  #: how far either tone's error may move while a digit is confirmed
     max_deviation_spread: float = 0.035  #: |high error − low error| (Q.24 extremes: 3%; an octave: ~4%)
     max_reverse_twist_db: float = 5.5  #: high group louder than low (Q.24: +4 dB pass)
     max_normal_twist_db: float = 9.5  #: high group quieter than low (Q.24: −8 dB pass)
@@ -224,8 +223,6 @@ class DtmfDetectorBank:
         self._onset = np.zeros(c, dtype=np.int64)
         self._cand = np.full(c, -1, dtype=np.int64)
         self._cand_onset = np.zeros(c, dtype=np.int64)
-        self._cand_dlo = np.zeros(c)  # frequency errors at the candidate's first window
-        self._cand_dhi = np.zeros(c)
         self._run = np.zeros(c, dtype=np.int64)
         self._miss = np.zeros(c, dtype=np.int64)
         self._end_est = np.zeros(c, dtype=np.int64)
@@ -342,8 +339,6 @@ class DtmfDetectorBank:
             valid &= np.arange(m)[:, None] < counts[None, :]
 
         decision = np.full((m, c), -1, dtype=np.int64)
-        dev_lo = np.zeros((m, c))
-        dev_hi = np.zeros((m, c))
         j, ch = np.nonzero(valid)
         if len(ch):
             qs = q[j, :, ch].T  # (8, n)
@@ -374,11 +369,9 @@ class DtmfDetectorBank:
             # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6
             ok &= np.abs(devs[1] - devs[0]) <= self.config.max_deviation_spread
             decision[j[ok], ch[ok]] = _CODE_TABLE[lo[ok], hi[ok] - 4]
-            dev_lo[j, ch] = devs[0]
-            dev_hi[j, ch] = devs[1]
         if len(ch) or (self._cur >= 0).any() or (self._run > 0).any():
             # window j covers sub-blocks blocks0+j-3 .. blocks0+j; its end sample:
-            events = self._run_states(decision.T, coverage, ref, (e0, e1, e2, e3), (dev_lo, dev_hi), counts)
+            events = self._run_states(decision.T, coverage, ref, (e0, e1, e2, e3), counts)
         else:
             events = []
         self._blocks += m if counts is None else counts
@@ -386,7 +379,7 @@ class DtmfDetectorBank:
 
     def _run_states(
         self, decision: I64, coverage: F64, ref_mc: F64, energies: tuple[F64, F64, F64, F64],
-        devs_mc: tuple[F64, F64], counts: I64 | None,
+        counts: I64 | None,
     ) -> list[DtmfEvent]:
         """Advance each channel's digit state machine window by window; return the events.
 
@@ -416,17 +409,14 @@ class DtmfDetectorBank:
             decision = decision[idx]
             coverage, ref_mc = coverage[:, idx], ref_mc[:, idx]
             energies = (energies[0][:, idx], energies[1][:, idx], energies[2][:, idx], energies[3][:, idx])
-            devs_mc = (devs_mc[0][:, idx], devs_mc[1][:, idx])
             counts = None if counts is None else counts[idx]
         # window j of a channel ends at sample (blocks + j + 1) * s; the signal fills the last
         # coverage * s samples of it (the onset estimate if this window starts a digit)
         win_end = (self._blocks[idx][:, None] + np.arange(1, m + 1)[None, :]) * s
         onset_est = win_end - np.rint(coverage.T * s).astype(np.int64)
         ref = ref_mc.T
-        dev_lo, dev_hi = devs_mc[0].T, devs_mc[1].T
         e_win = np.stack([e.T for e in energies], axis=2)  # (channels, m, 4)
         cur, onset, cand, cand_onset = self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx]
-        cand_dlo, cand_dhi = self._cand_dlo[idx], self._cand_dhi[idx]
         run, miss, end_est, ref_pow = self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx]
         events: list[DtmfEvent] = []
         interesting: npt.NDArray[np.bool_] = np.asarray((decision >= 0).any(axis=0))
@@ -447,9 +437,6 @@ class DtmfDetectorBank:
             new_run = np.where(same, run + 1, np.where(other, 1, 0))
             new_cand_onset = np.where(fresh, onset_est[:, j], cand_onset)
             new_cand = np.where(other, d, -1)
-            dlo, dhi = dev_lo[:, j], dev_hi[:, j]
-            new_cdlo = np.where(fresh, dlo, cand_dlo)
-            new_cdhi = np.where(fresh, dhi, cand_dhi)
             active = cur >= 0
             first_miss = active & ~is_cur & (miss == 0)
             if live is not None:
@@ -464,30 +451,17 @@ class DtmfDetectorBank:
             new_miss = np.where(is_cur, 0, np.where(active, miss + 1, 0))
             new_ref = np.where(is_cur, ref[:, j], ref_pow)
             confirm = new_run >= cfg.on_windows
-            if confirm.any():
-                # a key's tones hold their frequency; a speech glide through a key's pair does not:
-                # start that candidate again from this window
-                unstable = confirm & ((np.abs(dlo - new_cdlo) > cfg.max_drift) | (np.abs(dhi - new_cdhi) > cfg.max_drift))
-                if unstable.any():
-                    new_run = np.where(unstable, 1, new_run)
-                    new_cand_onset = np.where(unstable, onset_est[:, j], new_cand_onset)
-                    new_cdlo = np.where(unstable, dlo, new_cdlo)
-                    new_cdhi = np.where(unstable, dhi, new_cdhi)
-                    confirm &= ~unstable
             ended = active & ((new_miss >= cfg.off_windows) | confirm)
             if live is not None:
                 # channels without a sub-block at step j keep their state
                 new_run = np.where(live, new_run, run)
                 new_cand_onset = np.where(live, new_cand_onset, cand_onset)
                 new_cand = np.where(live, new_cand, cand)
-                new_cdlo = np.where(live, new_cdlo, cand_dlo)
-                new_cdhi = np.where(live, new_cdhi, cand_dhi)
                 new_miss = np.where(live, new_miss, miss)
                 new_ref = np.where(live, new_ref, ref_pow)
                 confirm &= live
                 ended &= live
             run, cand, cand_onset, miss, ref_pow = new_run, new_cand, new_cand_onset, new_miss, new_ref
-            cand_dlo, cand_dhi = new_cdlo, new_cdhi
             if ended.any() or confirm.any():
                 ks = np.nonzero(ended | confirm)[0]
                 em, cm = ended[ks], confirm[ks]
@@ -522,11 +496,9 @@ class DtmfDetectorBank:
         if whole:
             self._cur, self._onset, self._cand, self._cand_onset = cur, onset, cand, cand_onset
             self._run, self._miss, self._end_est, self._ref = run, miss, end_est, ref_pow
-            self._cand_dlo, self._cand_dhi = cand_dlo, cand_dhi
         else:
             self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx] = cur, onset, cand, cand_onset
             self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx] = run, miss, end_est, ref_pow
-            self._cand_dlo[idx], self._cand_dhi[idx] = cand_dlo, cand_dhi
         return events
 
 
