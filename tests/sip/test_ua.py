@@ -396,3 +396,34 @@ async def test_out_of_dialog_request_handler(pair):
     r = await a.request("MESSAGE", uri(b, "tcp"), b"hello", content_type="text/plain")
     assert r.status == 202 and r.to.tag
     assert seen == [("MESSAGE", b"hello", "TCP")]
+
+
+async def test_call_over_ipv6_loopback():
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    a = UserAgent("::1", 0)
+    b = UserAgent("::1", 0)
+    await a.start()
+    await b.start()
+    try:
+        got = []
+
+        async def on_invite(call):
+            got.append(call)
+            await call.answer(ANSWER)
+
+        b.on_invite = on_invite
+        for tp in ("", ";transport=tcp"):
+            call = await a.call(f"sip:bob@[::1]:{b.port}{tp}", OFFER)
+            assert got[-1].request.top_via.host == "[::1]"
+            assert got[-1].remote_address.host == "::1"
+            assert "[::1]" in got[-1].request.get("contact")
+            await got[-1].bye()
+            await asyncio.wait_for(call.wait_ended(), 5)
+    finally:
+        await a.close()
+        await b.close()
