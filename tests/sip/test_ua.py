@@ -427,3 +427,30 @@ async def test_call_over_ipv6_loopback():
     finally:
         await a.close()
         await b.close()
+
+
+async def test_cancel_before_any_provisional_sends_one_cancel(pair):
+    a, b = pair
+    cancels = []
+    original = b._handle_cancel
+
+    def counting(req, tx):
+        cancels.append(req)
+        original(req, tx)
+
+    b._handle_cancel = counting
+
+    async def on_invite(call):
+        await asyncio.sleep(0.3)  # the 100 Trying goes out at 200 ms
+        try:
+            await call.ring()
+            await call.progress(ANSWER)
+        except CallFailed:
+            pass  # already cancelled: fine
+
+    b.on_invite = on_invite
+    call = await a.invite(uri(b), OFFER)
+    await call.cancel()  # nothing received yet: RFC 3261 §9.1 says wait for a provisional
+    assert call.state is CallState.ENDED and call.end_status == 487
+    await asyncio.sleep(0.5)
+    assert len(cancels) == 1

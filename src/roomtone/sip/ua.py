@@ -223,6 +223,7 @@ class Call:
         self._invite_tx: ClientTransaction | None = None
         self._got_provisional = False
         self._cancel_wanted = False
+        self._cancel_sent: ClientTransaction | None = None
         self._acks: dict[int, tuple[Request, Address]] = {}
         # UAS
         self._server_tx: ServerTransaction | None = None
@@ -778,8 +779,9 @@ class UserAgent:
 
     def _send_cancel(self, call: Call) -> None:
         tx = call._invite_tx
-        if tx is None or tx.state not in (State.CALLING, State.PROCEEDING):
+        if tx is None or tx.state not in (State.CALLING, State.PROCEEDING) or call._cancel_sent is tx:
             return
+        call._cancel_sent = tx  # one CANCEL per INVITE, however many 1xx follow
         inv = tx.request
         cancel = Request("CANCEL", inv.uri)
         cancel.add("Via", inv.get_all("via")[0])
