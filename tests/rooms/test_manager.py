@@ -168,3 +168,14 @@ async def test_media_publication_reaches_present_and_late_endpoints():
     await phone.leave()
     assert removed == [("phone", "TR_x")] and rooms.published_tracks("r") == []
     await rooms.close()
+
+
+async def test_revoking_can_publish_unpublishes_tracks():
+    rooms = RoomManager()
+    removed = []
+    await rooms.join("r", "l", endpoint=CallbackEndpoint(on_track_removed=lambda p, sid: removed.append(sid)))
+    pub = await rooms.join("r", "p", endpoint=Recorder().endpoint())
+    await pub.publish_track(pm.TrackInfo(sid="TR_1", type=pm.AUDIO), object())
+    info = await rooms.update_participant("r", "p", permission=Permission(can_publish=False))
+    assert removed == ["TR_1"] and list(info.tracks) == [] and rooms.published_tracks("r") == []
+    await rooms.close()

@@ -477,7 +477,12 @@ class RoomManager:
                     record.attributes[k] = v
                 else:
                     record.attributes.pop(k, None)
+        revoked_tracks: list[str] = []
         if permission is not None:
+            if not permission.can_publish and p.media:
+                revoked_tracks = list(p.media)  # LiveKit unpublishes when canPublish is taken away
+                record.tracks = [t for t in record.tracks if t.sid not in p.media]
+                p.media.clear()
             record.permission = permission
         record.version += 1
         await self.store.save_participant(record)
@@ -486,6 +491,9 @@ class RoomManager:
             self._call(p, p.endpoint.participants_changed, [info])
         else:
             self._broadcast_update(room_name, [info], exclude=None)
+        if revoked_tracks:
+            log.info("room %s: %s may no longer publish; unpublished %s", room_name, identity, revoked_tracks)
+            self._announce_unpublished(p, revoked_tracks)
         return info
 
     # ---- media ---------------------------------------------------------------------------------

@@ -331,6 +331,19 @@ class SignalSession:
 
     def participants_changed(self, infos: list[proto_models.ParticipantInfo]) -> None:
         self._send(proto_rtc.SignalResponse(update=proto_rtc.ParticipantUpdate(participants=infos)))
+        me = self.participant
+        mine = next((i for i in infos if me is not None and i.sid == me.sid), None)
+        if mine is not None and self._published_mids:
+            kept = {t.sid for t in mine.tracks}
+            for mid, sid in list(self._published_mids.items()):
+                if sid not in kept:  # the server unpublished it (permission revoked)
+                    del self._published_mids[mid]
+                    self._send(proto_rtc.SignalResponse(track_unpublished=proto_rtc.TrackUnpublishedResponse(track_sid=sid)))
+        if me is not None and not me.record.permission.can_subscribe and (self._subscribed or self._v1_wanted):
+            if any(i.sid == me.sid for i in infos):
+                log.info("%s: may no longer subscribe; dropping %d tracks", self.who, len(self._subscribed))
+                for sid in list(self._subscribed) + list(self._v1_wanted):
+                    self.track_unpublished(None, sid)
 
     def room_changed(self, room: proto_models.Room) -> None:
         self._send(proto_rtc.SignalResponse(room_update=proto_rtc.RoomUpdate(room=room)))
@@ -396,9 +409,15 @@ class SignalSession:
             log.info("%s: %s track %s is not relayed (audio only)", self.who, track.kind, info.sid)
             return
         info.mid = mid
-        self._published_mids[mid] = info.sid
         media_mod.keep_draining(track)
-        self.service.rooms._spawn(self.participant.publish_track(info, track))
+        participant = self.participant
+
+        async def publish() -> None:
+            await participant.publish_track(info, track)
+            if participant.active:
+                self._published_mids[mid] = info.sid
+
+        self.service.rooms._spawn(publish())
 
     def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> None:
         if self.single_pc:
