@@ -668,7 +668,7 @@ class RoomManager:
 
         def fire() -> None:
             self._close_timers.pop(name, None)
-            self._spawn(self._close_if_empty(name))
+            self.spawn(self._close_if_empty(name))
 
         self._close_timers[name] = loop.call_later(max(0.0, delay), fire)
 
@@ -721,10 +721,11 @@ class RoomManager:
             log.exception("room %s: endpoint of %s (%s) failed in %s", p.room_name, p.identity, p.sid, fn.__name__)
             return
         if inspect.isawaitable(result):
-            self._spawn(_logged(result, f"endpoint of {p.identity} ({p.sid}) in {fn.__name__}"))
+            self.spawn(result, f"endpoint of {p.identity} ({p.sid}) in {fn.__name__}")
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Awaitable[Any], what: str = "room task") -> None:
+        """Run ``coro`` as a task the manager keeps (and awaits on close); errors are logged."""
+        task = asyncio.ensure_future(_logged(coro, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

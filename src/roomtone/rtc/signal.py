@@ -401,7 +401,7 @@ class SignalSession:
             if mid not in still:
                 del self._published_mids[mid]
                 log.info("%s: unpublished %s (section %s no longer sends)", self.who, sid, mid)
-                self.service.rooms._spawn(self.participant.unpublish_track(sid))
+                self.service.rooms.spawn(self.participant.unpublish_track(sid))
 
     def _publish_media(self, info: proto_models.TrackInfo, mid: str, track: Any) -> None:
         assert self.participant is not None
@@ -417,7 +417,7 @@ class SignalSession:
             if participant.active:
                 self._published_mids[mid] = info.sid
 
-        self.service.rooms._spawn(publish())
+        self.service.rooms.spawn(publish())
 
     def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> None:
         if self.single_pc:
@@ -517,7 +517,7 @@ class SignalSession:
         if self._negotiating:
             self._renegotiate_again = True
             return
-        self.service.rooms._spawn(self._offer_subscriber())
+        self.service.rooms.spawn(self._offer_subscriber())
 
     # ---- negotiation ---------------------------------------------------------------------------
     async def _offer_subscriber(self) -> None:
