@@ -14,11 +14,13 @@ What one session does, every ``ptime`` (20 ms) tick:
   valid packet), which gets through NAT. It follows a new source only after the current one has
   been silent for 0.5 s (a re-homed phone); packets from a second source while the first is alive
   are dropped and counted, so a third party cannot hijack the call's media by spraying RTP.
-* **Play out**: exactly one decoded frame per tick leaves the jitter buffer side (silence when
-  nothing arrived), so the in-band detector, tone suppression and a room bridge all see a steady
-  20 ms stream. The in-band detector runs on it by default, also when telephone-event was
-  negotiated; the :class:`~roomtone.media.dtmf_mux.DtmfDeduplicator` counts a press seen by several
-  methods once. Tone suppression mutes detected spans in the audio handed onward.
+* **Play out**: exactly one frame per tick leaves the jitter buffer side (silence when nothing
+  arrived), so tone suppression and a room bridge see a steady 20 ms stream. The in-band detector
+  reads the *decoded* stream instead (the peer's audio in order, real losses concealed, but without
+  the silence our own late scheduling inserts), so a stall here never splits a tone. It runs by
+  default, also when telephone-event was negotiated; the
+  :class:`~roomtone.media.dtmf_mux.DtmfDeduplicator` counts a press seen by several methods once.
+  Tone suppression mutes detected spans (RFC 4733 or in-band) in the audio handed onward.
 * **RTCP**: a minimal sender/receiver report (RFC 3550 §6.4) with SDES CNAME every
   ``rtcp_interval`` seconds on the RTCP address, and RTCP BYE on close.
 * **Media timeout**: no RTP or RTCP from the peer for ``media_timeout`` seconds yields a
@@ -52,11 +54,11 @@ from roomtone.media.suppress import ToneSuppressor
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-NTP_EPOCH_OFFSET = 2208988800
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _HEADER = rtp.RTP_HEADER
 #: symmetric RTP follows a new source address only after the current one was silent this long
 SOURCE_SWITCH_AFTER = 0.5
-_EMPTY = np.zeros(0, dtype=np.int16)  # seconds from 1900-01-01 to 1970-01-01
+_EMPTY = np.zeros(0, dtype=np.int16)
 
 
 @dataclass(slots=True)
@@ -629,7 +631,7 @@ class RtpSession:
 
     def _send_rtcp(self, now: float) -> None:
         # RFC 3550 §6.2: randomise the interval between 0.5 and 1.5 times the nominal value
-        self._next_rtcp = now + self.config.rtcp_interval * random.uniform(0.5, 1.5)
+        self._next_rtcp = now + self.config.rtcp_interval * self._rng.uniform(0.5, 1.5)
         if self.remote_rtcp is None:
             return
         pkts: list[rtp.RtcpPacket] = [self._report(now)]
