@@ -9,6 +9,11 @@ out one received frame), runs the in-band DTMF detector over all sessions' frame
 timers would cost more than the audio.
 
 Each call gets a :class:`MediaStream`: the session plus an event callback and an audio callback.
+
+Deployment note: run media processes with ``OPENBLAS_NUM_THREADS=1`` (set before numpy is
+imported). The batched detector's matrix products otherwise hand work to OpenBLAS threads, and on a
+busy machine waiting for them stalled the 20 ms clock by hundreds of milliseconds in
+``benchmarks/calls.py``.
 """
 
 from __future__ import annotations
