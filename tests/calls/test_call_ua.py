@@ -209,3 +209,25 @@ async def test_cancel_dtmf_drops_queued_digits_and_ends_the_tone_on_the_wire():
         assert 1 <= len(got) <= 3 and "1234567890".startswith(got)  # no stuck or extra digit
         await caller.send_dtmf("9", method="rfc4733")  # the queue works again
         assert (await collect(callee, len(got) + 1))[-1] == ("9", "rfc4733")
+
+
+async def test_garbage_rtp_does_not_disturb_the_call():
+    import socket
+
+    from roomtone.media import rtp as rtp_mod
+
+    async with Pair() as p:
+        caller, callee = await p.call()
+        junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            target = callee.stream.local
+            for i in range(50):
+                junk.sendto(bytes([i]) * (i % 20), target)  # too short / wrong version
+                junk.sendto(rtp_mod.RtpPacket(96 + i % 5, i, i * 160, 99, b"\x00" * 160).serialize(), target)
+            await caller.send_dtmf("24", method="rfc4733")
+            assert await collect(callee, 2) == [("2", "rfc4733"), ("4", "rfc4733")]
+        finally:
+            junk.close()
+        stats = callee.stream.session.stats
+        assert stats.malformed + stats.unknown_payload_type + stats.foreign_source >= 50
+        assert not callee.ended
