@@ -370,3 +370,39 @@ def test_long_invalid_hosts_are_rejected_without_backtracking_blowup():
             parse_uri(text)
     err = parse(INVITE.replace(b"pc33.atlanta.example.com;branch", b"a" * 3000 + b"!;branch", 1))
     assert isinstance(err, ParseError) and "Via" in err.reason
+
+
+def test_whitespace_torture_in_the_spirit_of_rfc4475():
+    """LWS where RFC 3261 allows it: around HCOLON, '/', ':', ';', '=', folded lines everywhere."""
+    raw = (
+        b"INVITE sip:carol@chicago.example.com;unknownparam SIP/2.0\r\n"
+        b"TO :\r\n sip:carol@chicago.example.com ;   tag    = 77a1\r\n"
+        b'from   : "Bob \\\\\\"B\\"" <sip:bob@example.com>\r\n  ;\r\n  tag = x9\r\n'
+        b"MaX-fOrWaRdS: 0070\r\n"
+        b"Call-ID: ws.1@192.0.2.1\r\n"
+        b"cseq: 0009\r\n  INVITE\r\n"
+        b"Via  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;rport;branch=z9hG4bKws1\r\n"
+        b"v:  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n"
+        b" SIP  /    2.0   / UDP  192.168.255.111   : 5070 ; branch=\r\n z9hG4bK30239\r\n"
+        b"s :\r\n"
+        b"NewHeader:   new value\r\n continued value\r\n"
+        b"Odd: ;;,,;;,;\r\n"
+        b'm:"Quoted \\"\\"" <sip:bob@example.com> ; newparam =\r\n newvalue ;\r\n second ; q = 0.33\r\n'
+        b"l: 0\r\n\r\n"
+    )
+    m = parse(raw)
+    assert isinstance(m, Request), m
+    assert m.to.tag == "77a1" and m.from_.tag == "x9" and m.from_.display == 'Bob \\"B"'
+    assert m.cseq == (9, "INVITE")
+    vias = m.vias
+    assert [(v.transport, v.host, v.port, v.branch) for v in vias] == [
+        ("UDP", "192.0.2.2", None, "z9hG4bKws1"),
+        ("TCP", "spindle.example.com", None, "z9hG4bK9ikj8"),
+        ("UDP", "192.168.255.111", 5070, "z9hG4bK30239"),
+    ]
+    assert m.get("subject") == "" and m.get("newheader") == "new value continued value"
+    c = m.contact
+    assert c is not None and c.display == 'Quoted ""' and c.params == {"newparam": "newvalue", "second": None, "q": "0.33"}
+    assert m.request_uri.params == {"unknownparam": None}
+    again = parse(m.to_bytes())
+    assert isinstance(again, Request) and again.cseq == (9, "INVITE")

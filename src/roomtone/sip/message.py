@@ -496,18 +496,23 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+_VIA_PROTO_RE = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+", re.I)
+_SENT_BY_COLON_RE = re.compile(r"[ \t]*:[ \t]*")
+
+
 def parse_via(text: str) -> Via:
-    proto, _, rest = text.strip().partition(" ")
-    pieces = proto.split("/")
-    if len(pieces) != 3 or pieces[0].strip().upper() != "SIP" or pieces[1].strip() != "2.0":
-        raise SipSyntaxError(f"bad Via protocol {proto[:40]!r}")
-    transport = pieces[2].strip().upper()
-    if not transport or not _TOKEN_RE.match(transport):
-        raise SipSyntaxError(f"bad Via transport {transport[:20]!r}")
-    parts = split_top(rest, ";")
+    """One Via value; LWS is allowed around ``/``, ``:``, ``;`` and ``=`` (RFC 3261 §25.1)."""
+    m = _VIA_PROTO_RE.match(text)
+    if m is None:
+        raise SipSyntaxError(f"bad Via protocol {text.strip()[:40]!r}")
+    transport = m.group(1).upper()
+    parts = split_top(text[m.end():], ";")
     if not parts[0]:
         raise SipSyntaxError("Via without sent-by")
-    host, port = split_host_port(parts[0])
+    sent_by = parts[0]
+    if " " in sent_by or "\t" in sent_by:
+        sent_by = _SENT_BY_COLON_RE.sub(":", sent_by)
+    host, port = split_host_port(sent_by)
     return Via(transport, host, port, parse_params(parts[1:]))
 
 
