@@ -106,3 +106,22 @@ def test_uniform_and_ragged_paths_mix() -> None:
     events += bank.flush()
     for c in range(5):
         assert by_channel(events, c) == by_channel(single(xs[c], 8000, [333]), 0)
+
+
+def test_reset_channels_starts_a_slot_afresh() -> None:
+    xs = np.stack([signal(40 + c) for c in range(3)])
+    bank = DtmfDetectorBank(3)
+    half = xs.shape[1] // 2 + 77  # mid-digit somewhere, and mid sub-block
+    before = bank.feed(xs[:, :half])
+    bank.reset_channels([1])
+    tones, _ = ToneGenerator().sequence("47#", 0.06, 0.06)
+    fresh = np.zeros(xs.shape[1] - half, dtype=np.int16)
+    fresh[300:300 + len(tones)] = tones
+    after = bank.feed(np.stack([xs[0, half:], fresh, xs[2, half:]])) + bank.flush()
+    events = before + after
+    # untouched channels: as if nothing happened
+    for c in (0, 2):
+        assert by_channel(events, c) == by_channel(single(xs[c], 8000, [xs.shape[1]]), 0)
+    # the reset channel: exactly a new detector fed only the new call's audio
+    assert by_channel(after, 1) == by_channel(single(fresh, 8000, [len(fresh)]), 0)
+    assert len(by_channel(after, 1)) > 0

@@ -236,6 +236,26 @@ class DtmfDetectorBank:
         self._end_est = np.zeros(c, dtype=np.int64)
         self._ref = np.zeros(c)
 
+    def reset_channels(self, channels: Sequence[int] | npt.ArrayLike) -> None:
+        """Make ``channels`` as good as new (a new call taking over a slot): their audio, digit
+        state and sample count are forgotten; a digit still sounding there is dropped without
+        an ``ended`` event. The other channels are untouched."""
+        ix = np.asarray(channels, dtype=np.int64).reshape(-1)
+        if ix.size and (ix.min() < 0 or ix.max() >= self.channels):
+            raise DtmfError(f"channel index out of range 0-{self.channels - 1}: {ix.tolist()}")
+        self._h_re = self._h_re.copy()  # history may be a view of a previous call's arrays
+        self._h_im = self._h_im.copy()
+        self._h_pw = self._h_pw.copy()
+        self._h_e = self._h_e.copy()
+        for arr in (self._h_re, self._h_im, self._h_pw):
+            arr[:, :, ix] = 0.0
+        self._h_e[:, ix] = 0.0
+        for state, value in ((self._npending, 0), (self._blocks, 0), (self._cur, -1), (self._onset, 0),
+                             (self._cand, -1), (self._cand_onset, 0), (self._run, 0), (self._miss, 0),
+                             (self._end_est, 0)):
+            state[ix] = value
+        self._ref[ix] = 0.0
+
     # ------------------------------------------------------------------ input
 
     def feed(self, frames: npt.ArrayLike | Sequence[npt.ArrayLike | None]) -> list[DtmfEvent]:
