@@ -173,7 +173,7 @@ def test_malformed_request_gives_400_with_reason(mutate, needle):
     assert isinstance(err, ParseError), err
     assert err.is_request
     resp = err.response()
-    assert resp is not None and resp.status == 400
+    assert resp is not None and resp.status == (416 if needle == "scheme" else 400)
     assert needle in resp.reason
     # the 400 can be routed back: it carries the request's Via
     if b"Via: SIP/2.0/UDP" in raw:
@@ -406,3 +406,41 @@ def test_whitespace_torture_in_the_spirit_of_rfc4475():
     assert m.request_uri.params == {"unknownparam": None}
     again = parse(m.to_bytes())
     assert isinstance(again, Request) and again.cseq == (9, "INVITE")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "needle"),
+    [
+        ((b"INVITE sip:bob@biloxi.example.com SIP", b"INVITE <sip:bob@biloxi.example.com> SIP"), 400, "Request-URI"),
+        ((b"INVITE sip:bob@biloxi.example.com SIP", b"INVITE  sip:bob@biloxi.example.com SIP"), 400, "request line"),
+        ((b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n", b"INVITE sip:bob@biloxi.example.com SIP/2.0 \r\n"), 400, "request line"),
+        ((b"sip:bob@biloxi.example.com SIP", b"sip:bob@biloxi.example.com?Route=%3Csip:x%3E SIP"), 400, "URI headers"),
+        ((b"sip:bob@biloxi.example.com SIP", b"soap.beep://bob.example.com SIP"), 416, "scheme"),
+        ((b"Max-Forwards: 70", b"Max-Forwards: 300"), 400, "Max-Forwards"),
+        ((b"CSeq: 314159 INVITE", b"CSeq: 36893488147419103232 INVITE"), 400, "CSeq"),
+        ((b"Content-Length: 4", b"Content-Length: 99999999999999999999"), 400, "Content-Length"),
+        ((b"Content-Length: 4\r\n", b"Content-Length: 4\r\nl: 5\r\n"), 400, "Content-Length"),
+        ((b"To: Bob <sip:bob@biloxi.example.com>\r\n", b"To: Bob <sip:bob@biloxi.example.com>\r\nt: <sip:eve@x.example.com>\r\n"), 400, "more than one To"),
+        ((b'From: Alice <sip:alice@atlanta.example.com>', b'From: "Alice <sip:alice@atlanta.example.com>'), 400, "From"),
+    ],
+)
+def test_invalid_messages_after_rfc4475(mutate, status, needle):
+    raw = INVITE.replace(*mutate)
+    assert raw != INVITE
+    err = parse(raw)
+    assert isinstance(err, ParseError), err
+    resp = err.response()
+    assert resp is not None and resp.status == status and needle in resp.reason, resp.reason
+
+
+def test_valid_oddities_after_rfc4475():
+    # a request line for an RFC 2543 peer: no branch; an absolute URI of unknown scheme in To;
+    # escaped characters and %00 in the user part; two requests in one datagram (extra dropped)
+    raw = (
+        INVITE.replace(b";branch=z9hG4bK776asdhds", b"")
+        .replace(b"To: Bob <sip:bob@biloxi.example.com>", b"To: isbn:2983792873")
+        .replace(b"INVITE sip:bob@", b"INVITE sip:b%40o%00b@")
+    )
+    m = parse(raw + b"OPTIONS sip:x@y SIP/2.0\r\n\r\n")
+    assert isinstance(m, Request), m
+    assert m.to.uri.scheme == "isbn" and m.request_uri.user == "b%40o%00b" and m.body == b"v=0\n"

@@ -885,7 +885,7 @@ def _parse_head(head: bytes, body: bytes, stream: bool) -> Request | Response | 
     if err is None:
         err = _validate(msg, is_request, method)
     if err is not None:
-        status = 400
+        status = 416 if err.startswith("unsupported URI scheme") else 400
         if is_request:
             log.info("rejecting malformed %s request: %s", method, err)
         return ParseError(err, status, is_request, method, msg)
@@ -922,8 +922,9 @@ def _validate(msg: SipMessage, is_request: bool, method: str | None) -> str | No
             return f"missing {_CANONICAL_NAMES[name]} header"
     if len(h["cseq"]) > 1:
         return "more than one CSeq header"
-    if len(h["call-id"]) > 1:
-        return "more than one Call-ID header"
+    for name in ("call-id", "from", "to"):
+        if len(h[name]) > 1:
+            return f"more than one {_CANONICAL_NAMES[name]} header"
     try:
         num, cmethod = msg.cseq
     except SipSyntaxError:
@@ -949,9 +950,11 @@ def _validate(msg: SipMessage, is_request: bool, method: str | None) -> str | No
             return f"malformed Request-URI: {exc}"
         if ruri.scheme not in ("sip", "sips", "tel") and method != "ACK":
             return f"unsupported URI scheme {ruri.scheme[:20]!r}"
+        if ruri.headers:
+            return "Request-URI must not carry URI headers"  # RFC 3261 §19.1.1 table
         mf = msg.get("max-forwards")
-        if mf is not None and not _DIGITS_RE.match(mf.strip()):
-            return f"malformed Max-Forwards {mf[:20]!r}"
+        if mf is not None and (not _DIGITS_RE.match(mf.strip()) or int(mf) > 255):
+            return f"malformed Max-Forwards {mf[:20]!r}"  # 0-255, §20.22
     if "contact" in h and msg.get("contact") != "*":
         try:
             msg.address_list("contact")
