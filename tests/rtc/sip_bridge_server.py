@@ -3,7 +3,9 @@
 Started inside a test namespace: ``python sip_bridge_server.py PORT KEY SECRET``. The participant
 ``sip-phone`` joins room ``bridge``, publishes a 660 Hz tone as an audio track, prints every
 ``sip_dtmf`` it receives as a JSON line, and when it receives ``#`` it answers with DTMF 9, 8, 7
-addressed to the sender. This is the rooms API the telephony bridge uses, driven by a real SDK.
+addressed to the sender; ``*`` sets the room metadata to "star from <sender>" and ``0`` removes
+the sender from the room. This is the rooms API the telephony bridge and the HTTP API use,
+driven by a real SDK.
 """
 
 from __future__ import annotations
@@ -58,9 +60,14 @@ def install(app) -> None:
             if pkt.WhichOneof("value") != "sip_dtmf":
                 return
             print(json.dumps({"dtmf": [pkt.sip_dtmf.code, pkt.sip_dtmf.digit, pkt.participant_identity]}), flush=True)
+            sender = pkt.participant_identity
             if pkt.sip_dtmf.digit == "#" and phone is not None:
                 for code in (9, 8, 7):
-                    phone.publish_dtmf(code, destination_identities=[pkt.participant_identity])
+                    phone.publish_dtmf(code, destination_identities=[sender])
+            elif pkt.sip_dtmf.digit == "*":
+                rooms.spawn(rooms.update_room_metadata("bridge", f"star from {sender}"))
+            elif pkt.sip_dtmf.digit == "0":
+                rooms.spawn(rooms.remove_participant("bridge", sender))
 
         phone = await rooms.add_sip_participant("bridge", "sip-phone", name="Phone", on_data=on_data,
                                                 attributes={"sip.callStatus": "active"})

@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 KEY, SECRET = "APIbridge", secrets.token_urlsafe(32)
 
 
-def test_sdk_and_server_side_sip_participant_exchange_dtmf_and_audio(netns):  # noqa: F811
+def start_bridge_server(netns) -> Path:  # noqa: F811
     log = netns.tmp_path("bridge.log")
     with open(log, "wb") as out:
         proc = netns.popen([sys.executable, str(HERE / "sip_bridge_server.py"), "7880", KEY, SECRET],
@@ -34,9 +34,17 @@ def test_sdk_and_server_side_sip_participant_exchange_dtmf_and_audio(netns):  # 
     while '"ready": true' not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
-    token = api.AccessToken(KEY, SECRET).with_identity("caller").with_grants(
+    return log
+
+
+def caller_token() -> str:
+    return api.AccessToken(KEY, SECRET).with_identity("caller").with_grants(
         api.VideoGrants(room_join=True, room="bridge")).to_jwt()
-    res = netns.run([sys.executable, str(HERE / "lk_bridge_client.py"), "ws://127.0.0.1:7880", token], timeout=120)
+
+
+def test_sdk_and_server_side_sip_participant_exchange_dtmf_and_audio(netns):  # noqa: F811
+    log = start_bridge_server(netns)
+    res = netns.run([sys.executable, str(HERE / "lk_bridge_client.py"), "ws://127.0.0.1:7880", caller_token()], timeout=120)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"{res.stderr[-3000:]}\n{log.read_text()[-3000:]}"
     out = json.loads(lines[-1])
@@ -50,3 +58,14 @@ def test_sdk_and_server_side_sip_participant_exchange_dtmf_and_audio(netns):  # 
     # Its audio track was relayed to the SDK participant.
     assert out["audio_from"] == "sip-phone" and abs(out["peak_hz"] - 660) <= 5, out
     assert 4000 < out["rms"] < 7000, out
+
+
+def test_room_metadata_update_and_removal_reach_the_sdk(netns):  # noqa: F811
+    log = start_bridge_server(netns)
+    res = netns.run([sys.executable, str(HERE / "lk_admin_client.py"), "ws://127.0.0.1:7880", caller_token()], timeout=120)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"{res.stderr[-3000:]}\n{log.read_text()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out}\n{res.stderr[-2000:]}\n{log.read_text()[-3000:]}"
+    assert out["room_metadata"] == "star from caller" == out["room_metadata_seen_by_sdk"]
+    assert out["disconnect_reason"] == "PARTICIPANT_REMOVED"
