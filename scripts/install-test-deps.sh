@@ -15,6 +15,7 @@ APT_PACKAGES=(
   redis-server                    # real Redis for the multi-node storage tests
   chromium                        # livekit-client in a real browser
   iproute2 iptables tcpdump       # network namespaces for WebRTC tests, captures
+  tshark                          # dumpcap: live captures for the dtmf analyze tests
   ca-certificates
 )
 if [ "${ROOMTONE_SKIP_APT:-}" != 1 ]; then
