@@ -25,7 +25,7 @@ def digits(x: np.ndarray, rate: int = 8000) -> str:
     return "".join(d.digit for d in detect(x, rate))
 
 
-@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
 def test_every_key_at_every_rate_with_accurate_times(rate: int) -> None:
     gen = ToneGenerator(sample_rate=rate)
     lead = gen.silence(0.0123)
@@ -131,7 +131,7 @@ def test_bad_input_errors() -> None:
     with pytest.raises(DtmfError, match="int16"):
         DtmfDetector().feed(np.zeros(10, dtype=np.float32))
     with pytest.raises(DtmfError, match="sample rate"):
-        DtmfDetector(44100 + 1)
+        DtmfDetector(4000)
     with pytest.raises(DtmfError, match="even number"):
         DtmfDetector().feed(b"\x00")
     with pytest.raises(DtmfError, match="channels"):

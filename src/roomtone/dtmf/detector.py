@@ -191,15 +191,17 @@ class DtmfDetectorBank:
     def __init__(self, channels: int, sample_rate: int = 8000, config: DetectorConfig | None = None):
         if not isinstance(channels, int) or channels < 1:
             raise DtmfError(f"channels must be a positive integer, got {channels!r}")
-        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 96000 or sample_rate % 200:
+        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 96000:
             raise DtmfError(
-                f"sample rate {sample_rate!r} Hz is not supported: use 8000-96000 Hz in steps of 200 "
-                "(8000, 16000 and 48000 are the tested rates)"
+                f"sample rate {sample_rate!r} Hz is not supported: use 8000-96000 Hz "
+                "(8000, 16000, 22050, 44100 and 48000 are tested)"
             )
         self.channels = channels
         self.sample_rate = sample_rate
         self.config = cfg = config or DetectorConfig()
-        self.block = s = sample_rate // 200  # 5 ms sub-block
+        # 5 ms sub-block (to within half a sample at rates such as 22050 or 44100 Hz: the
+        # correlators and the nominal phase advance use the exact block length)
+        self.block = s = round(sample_rate / 200)
         omega = 2 * np.pi * np.asarray(FREQUENCIES) / sample_rate
         self._basis_t, gain = _tone_basis(s, omega)  # (16, s) integers
         # nominal phase advance per sub-block: un-rotate the measured advance by it
