@@ -454,3 +454,36 @@ async def test_cancel_before_any_provisional_sends_one_cancel(pair):
     assert call.state is CallState.ENDED and call.end_status == 487
     await asyncio.sleep(0.5)
     assert len(cancels) == 1
+
+
+async def test_no_state_left_behind_after_many_calls():
+    """After calls end and timers run out, every table is empty again (no leaks)."""
+    from roomtone.sip.transaction import Timers
+
+    fast = Timers(t1=0.01, t2=0.04, t4=0.05, d=0.1)  # so Timers D/I/J/K/L/M expire quickly
+    a = UserAgent("127.0.0.1", 0, timers=fast)
+    b = UserAgent("127.0.0.1", 0, timers=fast)
+    await a.start()
+    await b.start()
+    try:
+        async def on_invite(call):
+            call.on_request = lambda c, r: 200
+            await call.answer(ANSWER)
+
+        b.on_invite = on_invite
+        for i in range(20):
+            call = await a.call(uri(b, "tcp" if i % 2 else "udp"), OFFER)
+            await call.info(b"Signal=1\r\n")
+            await (call.hangup() if i % 3 else b.calls[0].hangup())
+            await asyncio.wait_for(call.wait_ended(), 5)
+        r = await a.options(uri(b))
+        assert r.status == 200
+        await asyncio.sleep(1.0)  # 64*T1 = 0.64 s: every transaction has terminated
+        for ua in (a, b):
+            assert not ua.calls and len(ua.dialogs) == 0
+            assert not ua.layer.clients and not ua.layer.servers and not ua.layer._ok
+            assert not ua._pending and not ua._tasks
+            assert ua.layer.next_deadline() is None
+    finally:
+        await a.close()
+        await b.close()
