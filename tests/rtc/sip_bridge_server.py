@@ -4,8 +4,9 @@ Started inside a test namespace: ``python sip_bridge_server.py PORT KEY SECRET``
 ``sip-phone`` joins room ``bridge``, publishes a 660 Hz tone as an audio track, prints every
 ``sip_dtmf`` it receives as a JSON line, and when it receives ``#`` it answers with DTMF 9, 8, 7
 addressed to the sender; ``*`` sets the room metadata to "star from <sender>" and ``0`` removes
-the sender from the room. This is the rooms API the telephony bridge and the HTTP API use,
-driven by a real SDK.
+the sender from the room; ``D`` closes the sender's signalling WebSocket without a leave (a
+network drop as the client sees it), to exercise the client's resume. This is the rooms API the
+telephony bridge and the HTTP API use, driven by a real SDK.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import logging
 import sys
 
 import numpy as np
@@ -68,6 +70,10 @@ def install(app) -> None:
                 rooms.spawn(rooms.update_room_metadata("bridge", f"star from {sender}"))
             elif pkt.sip_dtmf.digit == "0":
                 rooms.spawn(rooms.remove_participant("bridge", sender))
+            elif pkt.sip_dtmf.digit == "D":
+                for session in list(app[server.RTC].sessions):
+                    if session.claims.identity == sender and session.ws is not None:
+                        rooms.spawn(session.ws.close(code=1011, message=b"test: dropped"))
 
         phone = await rooms.add_sip_participant("bridge", "sip-phone", name="Phone", on_data=on_data,
                                                 attributes={"sip.callStatus": "active"})
@@ -89,4 +95,7 @@ async def main(port: int, key: str, secret: str) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))

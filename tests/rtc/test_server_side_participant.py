@@ -69,3 +69,17 @@ def test_room_metadata_update_and_removal_reach_the_sdk(netns):  # noqa: F811
     assert out["errors"] == [], f"{out}\n{res.stderr[-2000:]}\n{log.read_text()[-3000:]}"
     assert out["room_metadata"] == "star from caller" == out["room_metadata_seen_by_sdk"]
     assert out["disconnect_reason"] == "PARTICIPANT_REMOVED"
+
+
+def test_sdk_resume_after_signal_drop_and_duplicate_identity(netns):  # noqa: F811
+    log = start_bridge_server(netns)
+    res = netns.run([sys.executable, str(HERE / "lk_resume_client.py"), "ws://127.0.0.1:7880", caller_token()], timeout=150)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"{res.stderr[-3000:]}\n{log.read_text()[-3000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == [], f"{out}\n{res.stderr[-3000:]}\n{log.read_text()[-3000:]}"
+    assert out["events"] == ["reconnecting", "reconnected"]
+    assert out["dtmf_after_resume"] == [9, 8, 7]
+    assert "resume attempt answered with leave(RECONNECT)" in log.read_text()
+    assert out["first_disconnect_reason"] == "DUPLICATE_IDENTITY"
+    assert out["second_sees"] == ["sip-phone"]
