@@ -223,3 +223,23 @@ async def test_g722_call_with_baresip_carries_dtmf_both_ways(tmp_path):
             await asyncio.to_thread(b.play_file, wav)
             assert (await received(call, 5))[2:] == [(d, "inband") for d in "369"]
             await call.hangup()
+
+
+async def test_a_phone_sending_each_key_by_two_methods_is_heard_once_per_press():
+    """Like a PBX that sends RFC 4733 *and* INFO (or tones) for every key: pjsua2 sends each digit
+    both ways at once; roomtone reports each press once, named by the method that came first."""
+    async with Roomtone() as rt:
+        with pjsua_phone() as pj:
+            await asyncio.to_thread(pj.call, rt.uri)
+            call = await rt.next_call()
+            await asyncio.to_thread(pj.wait_state, "CONFIRMED")
+            await asyncio.to_thread(pj.wait_event, "media", active=True)
+            for d in "383":
+                await asyncio.gather(asyncio.to_thread(pj.send_dtmf, d, method="rfc4733"),
+                                     asyncio.to_thread(pj.send_dtmf, d, method="info"))
+                await asyncio.sleep(0.6)
+            await received(call, 3)
+            await asyncio.sleep(0.5)
+            assert "".join(e.digit for e in call.received) == "383"
+            assert call.stream.session.dedup.merged == 3
+            await asyncio.to_thread(pj.hangup)
