@@ -365,3 +365,18 @@ async def test_malformed_requests_are_logged_and_the_session_survives(srv, caplo
         rooms = srv.app[server_mod.ROOMS]
         assert [p.identity for p in await rooms.list_participants("r")] == ["fuzz"]
         await c.ws.close()
+
+
+async def test_token_room_config_applies_when_the_join_creates_the_room(srv):
+    t = (api.AccessToken(KEY, SECRET).with_identity("first")
+         .with_grants(api.VideoGrants(room_join=True, room="cfg"))
+         .with_room_config(api.RoomConfiguration(empty_timeout=7, departure_timeout=3, max_participants=1, metadata="rm"))
+         .to_jwt())
+    async with aiohttp.ClientSession() as session:
+        c = await connect(session, srv, t)
+        room = (await c.recv("join")).join.room
+        assert (room.empty_timeout, room.departure_timeout, room.max_participants, room.metadata) == (7, 3, 1, "rm")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await connect(session, srv, tok("second", room="cfg"))
+        assert exc.value.status == 403
+        await c.ws.close()

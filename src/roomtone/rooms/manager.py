@@ -341,9 +341,12 @@ class RoomManager:
         kind: ParticipantKind | int = ParticipantKind.STANDARD,
         permission: Permission | None = None,
         client_protocol: int = 0,
+        room_config: Mapping[str, Any] | None = None,
     ) -> Participant:
-        """Add a participant; creates the room if needed. An existing participant with the same
-        identity is replaced (its endpoint gets ``closed(DUPLICATE_IDENTITY)``)."""
+        """Add a participant; creates the room if needed (with ``room_config``: ``empty_timeout``,
+        ``departure_timeout``, ``max_participants``, ``metadata``, as a token's ``roomConfig``
+        carries them). An existing participant with the same identity is replaced (its endpoint
+        gets ``closed(DUPLICATE_IDENTITY)``)."""
         if not room_name:
             raise RoomError("no room name")
         if not identity:
@@ -353,7 +356,14 @@ class RoomManager:
             if room is None:
                 if not self.auto_create:
                     raise RoomNotFound()
-                room = await self._ensure_room(room_name)
+                rc = room_config or {}
+                room = await self._ensure_room(
+                    room_name,
+                    rc.get("empty_timeout"),
+                    rc.get("departure_timeout"),
+                    rc.get("max_participants"),
+                    str(rc.get("metadata") or ""),
+                )
             for old in [p for p in self._members(room_name) if p.identity == identity]:
                 log.info("room %s: %s joins again; replacing %s", room_name, identity, old.sid)
                 await self._leave_locked(old, DisconnectReason.DUPLICATE_IDENTITY, notify_endpoint=True)

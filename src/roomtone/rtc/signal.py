@@ -88,6 +88,24 @@ def kind_from(claims: Claims) -> ParticipantKind:
     return kind
 
 
+def room_config_from(claims: Claims) -> dict[str, Any]:
+    """The token's ``roomConfig`` (used when this join creates the room), in our names."""
+    raw = claims.raw.get("roomConfig")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for claim, name in (("emptyTimeout", "empty_timeout"), ("departureTimeout", "departure_timeout"),
+                        ("maxParticipants", "max_participants")):
+        try:
+            if raw.get(claim) is not None:
+                out[name] = int(raw[claim])
+        except (TypeError, ValueError):
+            log.warning("token roomConfig.%s is not a number: %r", claim, raw.get(claim))
+    if raw.get("metadata"):
+        out["metadata"] = str(raw["metadata"])
+    return out
+
+
 def decode_join_request(value: str) -> proto_rtc.JoinRequest:
     """``/rtc/v1?join_request=``: base64url(WrappedJoinRequest{compression, join_request})."""
     try:
@@ -186,6 +204,7 @@ class SignalSession:
             kind=kind_from(c),
             permission=permission_from(c),
             client_protocol=protocol,
+            room_config=room_config_from(c),
         )
         self.who = f"{c.identity}({self.participant.sid})@{self.room_name}"
 
