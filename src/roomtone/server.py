@@ -41,9 +41,9 @@ ServiceInstaller = Callable[[web.Application], None]
 
 # ---------------------------------------------------------------------------------------------
 # OTHER SERVICES: installers run on every app build_app() makes, after the signalling routes.
-# The twirp API (roomtone.api) is wired in here, e.g.:
-#     from roomtone.api import install as install_api
-#     DEFAULT_SERVICES.append(install_api)
+# The twirp API and SIP gateway (roomtone.api.app.server_installer) are wired in here:
+#     from roomtone.api.app import server_installer
+#     DEFAULT_SERVICES.append(server_installer)
 DEFAULT_SERVICES: list[ServiceInstaller] = []
 # ---------------------------------------------------------------------------------------------
 
