@@ -227,7 +227,7 @@ class DtmfDetectorBank:
         self._blocks = np.zeros(c, dtype=np.int64)  # sub-blocks processed per channel
         self._h_re = np.zeros((_HIST, 8, c))  # last 3 sub-blocks' DFTs, time-major
         self._h_im = np.zeros((_HIST, 8, c))
-        self._h_pw = np.zeros((_HIST, 8, c))
+        self._h_pw = np.zeros((_HIST, 8, c), dtype=np.float32)
         self._h_e = np.zeros((_HIST, c))
         self._cur = np.full(c, -1, dtype=np.int64)
         self._onset = np.zeros(c, dtype=np.int64)
@@ -329,7 +329,9 @@ class DtmfDetectorBank:
         dft = np.matmul(self._basis_t, x.transpose(0, 2, 1))  # (m, 16, c), exact integers < 2^53
         new_e = np.einsum("kcs,kcs->kc", x, x)  # (m, c), exact integer sums
         new_re, new_im = dft[:, :8], dft[:, 8:]
-        pw = np.concatenate((self._h_pw, new_re * new_re + new_im * new_im), axis=0)  # (m+3, 8, c)
+        d32 = dft.astype(np.float32)  # tone powers in single precision: half the memory traffic
+        re32, im32 = d32[:, :8], d32[:, 8:]
+        pw = np.concatenate((self._h_pw, re32 * re32 + im32 * im32), axis=0)  # (m+3, 8, c)
         energy = np.concatenate((self._h_e, new_e), axis=0)  # (m+3, c)
         h_re, h_im = self._h_re, self._h_im  # phasors before this call, for the phase tests
         if counts is None and m >= _HIST:
@@ -354,22 +356,30 @@ class DtmfDetectorBank:
         valid = (q_lo >= min_q) & (q_hi >= min_q)
         valid &= (q_hi <= q_lo * self._rev_twist) & (q_hi >= q_lo * self._norm_twist)
         valid &= (q_lo + q_hi) * self._power_to_energy >= etot * self.config.min_purity
-        # coverage: how many sub-blocks' worth of the window the signal fills. Signal energy grows
-        # linearly with the samples covered, and unlike a 5 ms DFT bin it has no leakage from the
-        # other tone, so it also places onsets and ends to a few samples. Reference: mean of the two
-        # largest sub-block energies (the tones' cross-term makes full sub-blocks vary by ~±10%).
-        a, b = np.maximum(e0, e1), np.minimum(e0, e1)
-        cc, d = np.maximum(e2, e3), np.minimum(e2, e3)
-        ref = (np.maximum(a, cc) + np.maximum(np.minimum(a, cc), np.maximum(b, d))) * 0.5
-        inv = 1.0 / np.where(ref > 0, ref, 1.0)
-        coverage = (np.minimum(e0 * inv, 1.0) + np.minimum(e1 * inv, 1.0)
-                    + np.minimum(e2 * inv, 1.0) + np.minimum(e3 * inv, 1.0))
-        valid &= coverage >= self.config.min_coverage
         if counts is not None:
             valid &= np.arange(m)[:, None] < counts[None, :]
+        j, ch = np.nonzero(valid)
+        # coverage (for the windows still in the running): how many sub-blocks' worth of the
+        # window the signal fills. Signal energy grows linearly with the samples covered, and
+        # unlike a 5 ms DFT bin it has no leakage from the other tone, so it also places onsets and
+        # ends to a few samples. Reference: mean of the two largest sub-block energies (the
+        # tones' cross-term makes full sub-blocks vary by about ±10%).
+        coverage = np.zeros((m, c))
+        ref = np.zeros((m, c))
+        if len(ch):
+            w0, w1, w2, w3 = e0[j, ch], e1[j, ch], e2[j, ch], e3[j, ch]
+            a, b = np.maximum(w0, w1), np.minimum(w0, w1)
+            cc, d = np.maximum(w2, w3), np.minimum(w2, w3)
+            r = (np.maximum(a, cc) + np.maximum(np.minimum(a, cc), np.maximum(b, d))) * 0.5
+            inv = 1.0 / np.where(r > 0, r, 1.0)
+            cov = (np.minimum(w0 * inv, 1.0) + np.minimum(w1 * inv, 1.0)
+                   + np.minimum(w2 * inv, 1.0) + np.minimum(w3 * inv, 1.0))
+            coverage[j, ch] = cov
+            ref[j, ch] = r
+            keep = cov >= self.config.min_coverage
+            j, ch = j[keep], ch[keep]
 
         decision = np.full((m, c), -1, dtype=np.int64)
-        j, ch = np.nonzero(valid)
         if len(ch):
             qs = q[j, :, ch].T  # (8, n)
             lo = np.argmax(qs[:4], axis=0)
@@ -390,7 +400,7 @@ class DtmfDetectorBank:
                 # un-rotate by the nominal advance: the angle left is the frequency error
                 ur = zr * self._rot_c[t] + zi * self._rot_s[t]
                 ui = zi * self._rot_c[t] - zr * self._rot_s[t]
-                qt = qs[t, np.arange(len(ch))]
+                qt = qs[t, np.arange(len(ch))].astype(np.float64)
                 ok &= (ur > 0) & (ui * ui <= self._tan2[t] * (ur * ur))
                 ok &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
                 # relative frequency error of this tone (angle / nominal advance)
