@@ -132,7 +132,12 @@ class ParticipantRecord:
         )
 
     def copy(self) -> ParticipantRecord:
-        return replace(self, attributes=dict(self.attributes), tracks=list(self.tracks))
+        tracks = []
+        for t in self.tracks:  # protobuf messages are mutable: copy them too
+            clone = proto_models.TrackInfo()
+            clone.CopyFrom(t)
+            tracks.append(clone)
+        return replace(self, attributes=dict(self.attributes), tracks=tracks)
 
 
 @dataclass
