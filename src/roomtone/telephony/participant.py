@@ -86,6 +86,7 @@ class SipParticipant:
         self._pre_join: list[tuple[_Press, int | None]] = []  # (press, duration_ms once known)
         self._open_presses: list[_Press] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._kinds: dict[str, int] = {}
         self.relayed_to_phone: list[str] = []
 
     # ---- room side
@@ -108,7 +109,9 @@ class SipParticipant:
             attributes=attrs,
             on_data=self._on_room_data,
             on_close=self._on_removed,
+            on_participants=self._on_participants,
         )
+        self._kinds = {p.identity: p.kind for p in self.participant.others()}
         log.info("call %s joined room %s as %s (%s)", self.call_id, room, identity, self.participant.sid)
         self._flush_pre_join()
         return self.participant
@@ -123,18 +126,29 @@ class SipParticipant:
             except Exception as exc:  # the room may be closing; the status is informational
                 log.info("call %s: could not set sip.callStatus=%s: %s", self.call_id, status, exc)
 
-    def _sip_identities(self) -> list[str]:
-        if self.participant is None:
-            return []
-        return [p.identity for p in self.participant.others() if p.kind == ParticipantKind.SIP]
+    def _on_participants(self, infos: list[models.ParticipantInfo]) -> None:
+        """Keep identity -> kind current, so relay decisions stay O(1) in big rooms."""
+        for info in infos:
+            if info.state == models.ParticipantInfo.DISCONNECTED:
+                self._kinds.pop(info.identity, None)
+            else:
+                self._kinds[info.identity] = info.kind
+
+    def _sender_is_sip(self, identity: str) -> bool:
+        kind = self._kinds.get(identity)
+        if kind is None and self.participant is not None:
+            other = self.rooms.participant(self.participant.room_name, identity)
+            kind = int(other.record.kind) if other is not None else None
+        return kind == ParticipantKind.SIP
 
     def _on_room_data(self, packet: models.DataPacket) -> None:
         if packet.WhichOneof("value") != "sip_dtmf" or self.closed:
             return
+        sender = packet.participant_identity
         decision = relay_to_phone(
             packet,
             own_identity=self.identity,
-            sip_identities=self._sip_identities(),
+            sip_identities=(sender,) if sender and self._sender_is_sip(sender) else (),
             allow_sip_to_sip=self.options.allow_sip_to_sip,
         )
         if not decision.relay:

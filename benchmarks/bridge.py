@@ -1,0 +1,227 @@
+"""SIP bridge DTMF latency, both directions, with 1 and N concurrent calls.
+
+Everything runs in one process on loopback (the figures are the gateway's own latency, the part
+roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured by
+``benchmarks/rooms.py``):
+
+* a roomtone :class:`~roomtone.telephony.gateway.SipGateway`; each call gets its own room
+  (individual dispatch rule, the usual one-call-one-agent deployment) with a room participant
+  ``agent`` (a server-side endpoint, so no WebRTC client sits in the path); ``--shared-room``
+  puts every call and one agent in a single room instead (every digit fans out to all calls);
+* N phones: SIP by roomtone's own UA, media by one bare UDP socket each (no media engine on the
+  phone side, so the CPU goes to the gateway under test).
+
+**phone -> room**: each phone's RTP socket sends an RFC 4733 *start* packet (marker set) to the
+call's RTP port; latency = until ``agent`` receives the ``sip_dtmf`` packet for that call.
+**room -> phone**: ``agent`` publishes ``sip_dtmf`` to one SIP participant; latency = until the
+first telephone-event packet for it reaches that phone's socket. The gateway sends events on its 20 ms media clock, so up to one tick of wait is part of
+this figure by design.
+
+With N calls every round fires all N at once (a burst), rounds 300 ms apart.
+
+**Anchor**, same run: one-way latency of a bare asyncio UDP datagram on loopback (sendto ->
+``datagram_received`` in the same loop), fired in the same burst sizes: the floor for any asyncio
+server that must receive one packet and react.
+
+    python benchmarks/bridge.py                    # 1 and 100 calls, 30 rounds
+    python benchmarks/bridge.py --calls 1,20 --rounds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import random
+import re
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from livekit.protocol import models  # noqa: E402
+from livekit.protocol import sip as sip_pb  # noqa: E402
+
+from roomtone.rooms import CallbackEndpoint, RoomManager  # noqa: E402
+from roomtone.sip.ua import UserAgent  # noqa: E402
+from roomtone.telephony.gateway import GatewayConfig, SipGateway  # noqa: E402
+from roomtone.telephony.service import Telephony  # noqa: E402
+from roomtone.telephony.store import SQLiteTelephonyStore  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, p)) if values else float("nan")
+
+
+def event_packet(pt: int, seq: int, ts: int, ssrc: int, code: int, end: bool, duration: int, marker: bool) -> bytes:
+    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+    return header + struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+
+
+class _Phone(asyncio.DatagramProtocol):
+    """A phone's RTP socket: notes when the first packet of each telephone-event arrives."""
+
+    def __init__(self, index: int, rx: dict[tuple[int, int], float]) -> None:
+        self.index = index
+        self.rx = rx
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 16 and data[1] & 0x7F == 101:
+            self.rx.setdefault((self.index, data[12]), time.perf_counter())
+
+
+class _Sink(asyncio.DatagramProtocol):
+    def __init__(self, arrivals: dict[int, float]) -> None:
+        self.arrivals = arrivals
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.arrivals[struct.unpack("!I", data[:4])[0]] = time.perf_counter()
+
+
+async def anchor(burst: int, rounds: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    arrivals: dict[int, float] = {}
+    rx, _ = await loop.create_datagram_endpoint(lambda: _Sink(arrivals), local_addr=("127.0.0.1", 0))
+    addr = rx.get_extra_info("sockname")
+    tx, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=addr)
+    lat: list[float] = []
+    n = 0
+    for _ in range(rounds):
+        sent: dict[int, float] = {}
+        for _ in range(burst):
+            n += 1
+            sent[n] = time.perf_counter()
+            tx.sendto(struct.pack("!I", n) + b"\0" * 16)
+        await asyncio.sleep(0.05)
+        lat += [arrivals[k] - t for k, t in sent.items() if k in arrivals]
+        await asyncio.sleep(0.25)
+    rx.close()
+    tx.close()
+    return lat
+
+
+async def run(n_calls: int, rounds: int, shared: bool) -> dict[str, Any]:
+    base = random.randrange(40000, 50000, 1000)
+    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
+    rooms = RoomManager()
+    gw = SipGateway(telephony, rooms, GatewayConfig(sip_port=base, transports=("UDP",),
+                                                    rtp_ports=(base + 10, base + 60 + 4 * n_calls)))
+    await gw.start()
+    await telephony.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_b", numbers=["+1000"]))
+    if shared:
+        rule = sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="bench"))
+    else:
+        rule = sip_pb.SIPDispatchRule(dispatch_rule_individual=sip_pb.SIPDispatchRuleIndividual(
+            room_prefix="bench", no_randomness=True))
+    await telephony.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(sip_dispatch_rule_id="SDR_b", rule=rule))
+    room_rx: dict[tuple[str, int], float] = {}
+
+    def on_data(pkt: models.DataPacket) -> None:
+        if pkt.WhichOneof("value") == "sip_dtmf":
+            room_rx.setdefault((pkt.participant_identity, pkt.sip_dtmf.code), time.perf_counter())
+
+    def room_of(i: int) -> str:
+        return "bench" if shared else f"bench_p{i}"
+
+    agents = {}
+    for i in range(1 if shared else n_calls):
+        agents[room_of(i)] = await rooms.join(room_of(i), "agent", endpoint=CallbackEndpoint(on_data=on_data))
+    # phones: SIP by roomtone's UA, media by one bare UDP socket each (no media engine on this side,
+    # so the process's CPU goes to the gateway under test)
+    ua = UserAgent("127.0.0.1", 0, transports=("UDP",))
+    await ua.start()
+    phone_rx: dict[tuple[int, int], float] = {}
+    loop = asyncio.get_running_loop()
+    socks: list[asyncio.DatagramTransport] = []
+    dests: list[tuple[str, int]] = []
+    calls = []
+    for i in range(n_calls):
+        transport, _ = await loop.create_datagram_endpoint(functools.partial(_Phone, i, phone_rx),
+                                                           local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                 f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+                 "a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n").encode()
+        call = await ua.invite(f"sip:+1000@127.0.0.1:{gw.port}", offer, from_user=f"p{i}")
+        await call.wait_answered()
+        answer = call.remote_body.decode()
+        addr = re.search(r"c=IN IP4 (\S+)", answer)
+        media = re.search(r"m=audio (\d+)", answer)
+        assert addr and media, answer
+        socks.append(transport)
+        dests.append((addr.group(1), int(media.group(1))))
+        calls.append(call)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+            rooms.participant(room_of(i), f"sip_p{i}") is None for i in range(n_calls)):
+        await asyncio.sleep(0.05)
+    ssrc = [random.getrandbits(32) for _ in range(n_calls)]
+    up: list[float] = []
+    down: list[float] = []
+    for r in range(rounds):
+        code = r % 10
+        # phone -> room: one start packet per call, all at once
+        sent: dict[int, float] = {}
+        for i in range(n_calls):
+            sent[i] = time.perf_counter()
+            socks[i].sendto(event_packet(101, r * 10, 160 * 1000 * (r + 1), ssrc[i], code, False, 160, True), dests[i])
+        await asyncio.sleep(0.1)
+        for i in range(n_calls):
+            for k in range(3):
+                socks[i].sendto(event_packet(101, r * 10 + 1 + k, 160 * 1000 * (r + 1), ssrc[i], code, True, 800, False),
+                                dests[i])
+        await asyncio.sleep(0.1)
+        up += [room_rx[(f"sip_p{i}", code)] - t for i, t in sent.items() if (f"sip_p{i}", code) in room_rx]
+        room_rx.clear()
+        # room -> phone
+        sent = {}
+        for i in range(n_calls):
+            sent[i] = time.perf_counter()
+            agents[room_of(i)].publish_dtmf(code, destination_identities=[f"sip_p{i}"])
+        await asyncio.sleep(0.4)
+        down += [phone_rx[(i, code)] - t for i, t in sent.items() if (i, code) in phone_rx]
+        phone_rx.clear()
+    for call in calls:
+        await call.hangup()
+    for t in socks:
+        t.close()
+    await ua.close()
+    await gw.close()
+    await rooms.close()
+    telephony.close()
+    return {"up": up, "down": down, "expected": rounds * n_calls}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", default="1,100")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("-v", action="store_true", help="log at INFO")
+    ap.add_argument("--shared-room", action="store_true", help="all calls in one room")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO if "-v" in sys.argv else logging.ERROR)
+    rows = []
+    for n in [int(x) for x in args.calls.split(",")]:
+        res = await run(n, args.rounds, args.shared_room)
+        anc = await anchor(n, args.rounds)
+        rows.append((n, res, anc))
+    print(f"rooms: {'one shared room' if args.shared_room else 'one room per call'}; {args.rounds} rounds")
+    print(f"{'direction':<14}{'calls':>6}{'p50':>9}{'p99':>9}{'anchor p50':>12}{'anchor p99':>12}"
+          f"{'ratio p99':>11}{'samples':>9}{'lost':>6}")
+    print("-" * 88)
+    for n, res, anc in rows:
+        for name, key in (("phone->room", "up"), ("room->phone", "down")):
+            lat = res[key]
+            print(f"{name:<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{pct(anc, 50):>10.3f}ms"
+                  f"{pct(anc, 99):>10.3f}ms{pct(lat, 99) / pct(anc, 99):>11.1f}{len(lat):>9}"
+                  f"{res['expected'] - len(lat):>6}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
