@@ -79,6 +79,23 @@ def _mangle(events: list[EventPacket]) -> list[EventPacket]:
     return out
 
 
+def test_sdp_in_a_response_with_reason_phrase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The answerer's SDP rides in "SIP/2.0 200 OK": responses with a reason phrase are SIP too."""
+    invite = invite_with_sdp(999.5, ("10.0.0.1", 40000), te=(98, 8000))
+    head, _, sdp = invite.payload.partition(b"\r\n\r\n")
+    response_head = head.replace(b"INVITE sip:ivr@10.0.0.1 SIP/2.0", b"SIP/2.0 200 OK", 1)
+    response = Frame(invite.time, invite.dst, invite.dport, invite.src, invite.sport,
+                     response_head + b"\r\n\r\n" + sdp)
+    events = sender_packets("5", t0=1000.0, ts0=5000)
+    path = write_pcap(tmp_path / "answer.pcap", [response] + rtp_frames(events, te_pt=98, seconds=0.6))
+    capture = read_capture(path)
+    assert len(capture.sip) == 1
+    code, out, err = run_cli(capsys, str(path))
+    assert code == 0, err
+    assert "telephone-event PT 98/8000 (from SDP in frame 1)" in out
+    assert "digits (rfc4733): 5" in out
+
+
 def test_anomalies_guessed_payload_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = _mangle(sender_packets("1234"))
     frames = rtp_frames(events, te_pt=98, audio_pt=8, seconds=1.6)

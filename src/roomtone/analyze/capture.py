@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-_SIP_START = re.compile(rb"^(?:SIP/2\.0 \d{3}|[A-Z]{3,10} \S+ SIP/2\.0)\r?\n")
+_SIP_START = re.compile(rb"^(?:SIP/2\.0 \d{3}(?: [^\r\n]*)?|[A-Z]{3,10} \S+ SIP/2\.0)\r?\n")
 
 
 class CaptureError(Exception):
