@@ -167,3 +167,29 @@ async def test_wrong_trunk_password_is_a_clear_error(gateway: SipGateway, api_ur
             assert code == 1 and "not_found" in errtext
         result = await asyncio.to_thread(provider.wait, 20)
     assert result.ok, result.report()
+
+
+async def test_transfer_sip_participant_by_refer(gateway: SipGateway, api_url: str) -> None:
+    from livekit.protocol import sip as sip_pb
+
+    from tests.phones.pjsua import pjsua_phone
+
+    await gateway.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_t", numbers=["+15550100"]))
+    await gateway.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_t",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="xfer"))))
+    with pjsua_phone(user="15550777") as caller, pjsua_phone(user="desk", auto_answer=True) as desk:
+        await asyncio.to_thread(caller.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
+        await asyncio.to_thread(caller.wait_state, "CONFIRMED", 10)
+        await wait_for(lambda: gateway.rooms.participant("xfer", "sip_15550777"), 10, "caller joined")
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            await lk.sip.transfer_sip_participant(api.TransferSIPParticipantRequest(
+                room_name="xfer", participant_identity="sip_15550777", transfer_to=desk.uri))
+            with pytest.raises(TwirpError) as err:  # nobody left to transfer
+                await lk.sip.transfer_sip_participant(api.TransferSIPParticipantRequest(
+                    room_name="xfer", participant_identity="sip_15550777", transfer_to=desk.uri))
+            assert err.value.code == "not_found"
+        # the caller's phone followed the REFER and called the desk
+        incoming = await asyncio.to_thread(desk.wait_event, "incoming", 10)
+        assert "15550777" in incoming["remote_uri"]
+        await wait_for(lambda: gateway.rooms.participant("xfer", "sip_15550777") is None, 10, "participant left")
