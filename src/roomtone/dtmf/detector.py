@@ -77,6 +77,7 @@ I64 = npt.NDArray[np.int64]
 _BASIS_SCALE = 2.0**14
 _WINDOW = 4  # sub-blocks per analysis window
 _HIST = _WINDOW - 1
+_FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ class DtmfDetectorBank:
         # unlike a 5 ms DFT bin it has no leakage from the other tone, so it also places onsets and
         # ends to a few samples. Reference: mean of the two largest sub-block energies (the
         # tones' cross-term makes full sub-blocks vary by about ±10%).
-        coverage = np.zeros((m, c))
+        lead = np.zeros((m, c))  # sub-blocks of the window before the signal starts
         ref = np.zeros((m, c))
         if len(ch):
             w0, w1, w2, w3 = e0[j, ch], e1[j, ch], e2[j, ch], e3[j, ch]
@@ -372,9 +373,13 @@ class DtmfDetectorBank:
             cc, d = np.maximum(w2, w3), np.minimum(w2, w3)
             r = (np.maximum(a, cc) + np.maximum(np.minimum(a, cc), np.maximum(b, d))) * 0.5
             inv = 1.0 / np.where(r > 0, r, 1.0)
-            cov = (np.minimum(w0 * inv, 1.0) + np.minimum(w1 * inv, 1.0)
-                   + np.minimum(w2 * inv, 1.0) + np.minimum(w3 * inv, 1.0))
-            coverage[j, ch] = cov
+            f0, f1, f2, f3 = (np.minimum(w0 * inv, 1.0), np.minimum(w1 * inv, 1.0),
+                              np.minimum(w2 * inv, 1.0), np.minimum(w3 * inv, 1.0))
+            cov = f0 + f1 + f2 + f3
+            # where the signal starts: the leading sub-blocks' shortfall, up to the first one that
+            # is (nearly) full; summing every sub-block's shortfall instead would count the
+            # cross-term's ±10% wobble of each full one as a later start
+            lead[j, ch] = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
             ref[j, ch] = r
             keep = cov >= self.config.min_coverage
             j, ch = j[keep], ch[keep]
@@ -411,14 +416,14 @@ class DtmfDetectorBank:
             decision[j[ok], ch[ok]] = _CODE_TABLE[lo[ok], hi[ok] - 4]
         if len(ch) or (self._cur >= 0).any() or (self._run > 0).any():
             # window j covers sub-blocks blocks0+j-3 .. blocks0+j; its end sample:
-            events = self._run_states(decision.T, coverage, ref, (e0, e1, e2, e3), counts)
+            events = self._run_states(decision.T, lead, ref, (e0, e1, e2, e3), counts)
         else:
             events = []
         self._blocks += m if counts is None else counts
         return events
 
     def _run_states(
-        self, decision: I64, coverage: F64, ref_mc: F64, energies: tuple[F64, F64, F64, F64],
+        self, decision: I64, lead: F64, ref_mc: F64, energies: tuple[F64, F64, F64, F64],
         counts: I64 | None,
     ) -> list[DtmfEvent]:
         """Advance each channel's digit state machine window by window; return the events.
@@ -447,13 +452,13 @@ class DtmfDetectorBank:
         m = decision.shape[1]
         if not whole:
             decision = decision[idx]
-            coverage, ref_mc = coverage[:, idx], ref_mc[:, idx]
+            lead, ref_mc = lead[:, idx], ref_mc[:, idx]
             energies = (energies[0][:, idx], energies[1][:, idx], energies[2][:, idx], energies[3][:, idx])
             counts = None if counts is None else counts[idx]
         # window j of a channel ends at sample (blocks + j + 1) * s; the signal fills the last
         # coverage * s samples of it (the onset estimate if this window starts a digit)
         win_end = (self._blocks[idx][:, None] + np.arange(1, m + 1)[None, :]) * s
-        onset_est = win_end - np.rint(coverage.T * s).astype(np.int64)
+        onset_est = win_end - _WINDOW * s + np.rint(lead.T * s).astype(np.int64)
         ref = ref_mc.T
         e_win = np.stack([e.T for e in energies], axis=2)  # (channels, m, 4)
         cur, onset, cand, cand_onset = self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx]
@@ -484,10 +489,13 @@ class DtmfDetectorBank:
             if first_miss.any():
                 ix = np.nonzero(first_miss)[0]
                 rr = ref_pow[ix]
-                ratio = np.minimum(e_win[ix, j, :] / np.where(rr > 0, rr, 1.0)[:, None], 1.0)
-                cov = ratio[:, 0] + ratio[:, 1] + ratio[:, 2] + ratio[:, 3]
+                f = np.minimum(e_win[ix, j, :] / np.where(rr > 0, rr, 1.0)[:, None], 1.0)
+                # where the tone stops: the trailing sub-blocks' shortfall, back to the first
+                # (nearly) full one
+                tail = (1.0 - f[:, 3]) + (f[:, 3] < _FULL) * ((1.0 - f[:, 2]) + (f[:, 2] < _FULL) * (
+                    (1.0 - f[:, 1]) + (f[:, 1] < _FULL) * (1.0 - f[:, 0])))
                 end_est = end_est.copy()
-                end_est[ix] = win_end[ix, j] - _WINDOW * s + np.rint(cov * s).astype(np.int64)
+                end_est[ix] = win_end[ix, j] - np.rint(tail * s).astype(np.int64)
             new_miss = np.where(is_cur, 0, np.where(active, miss + 1, 0))
             new_ref = np.where(is_cur, ref[:, j], ref_pow)
             confirm = new_run >= cfg.on_windows
