@@ -53,6 +53,7 @@ def gateway_config(section: dict[str, Any], bind: str) -> Any:
           rtp_port_range_start: 10000
           rtp_port_range_end: 20000
           realm: roomtone
+          digest_algorithms: [SHA-256, MD5]   # offered strongest first; [MD5] for MD5-only UAs
           accept_without_trunk: false
           dtmf_mode: auto            # default for trunks without roomtone options
           allow_sip_to_sip: false
@@ -65,7 +66,7 @@ def gateway_config(section: dict[str, Any], bind: str) -> Any:
     from roomtone.telephony.pin import PinConfig
 
     known = {
-        "db", "enabled", "host", "port", "transports", "rtp_port_range_start", "rtp_port_range_end", "realm",
+        "db", "enabled", "host", "port", "transports", "rtp_port_range_start", "rtp_port_range_end", "realm", "digest_algorithms",
         "accept_without_trunk", "dtmf_mode", "allow_sip_to_sip", "publish_pre_join", "prompt_dir", "pin",
     }
     unknown = set(section) - known
@@ -87,6 +88,7 @@ def gateway_config(section: dict[str, Any], bind: str) -> Any:
         transports=tuple(str(t).upper() for t in section.get("transports", ("UDP", "TCP"))),
         rtp_ports=(int(section.get("rtp_port_range_start", 10000)), int(section.get("rtp_port_range_end", 20000))),
         realm=str(section.get("realm", "roomtone")),
+        digest_algorithms=tuple(str(a).upper() for a in section.get("digest_algorithms", ("SHA-256", "MD5"))),
         accept_without_trunk=bool(section.get("accept_without_trunk", False)),
         pin=pin,
         prompt_dir=section.get("prompt_dir"),

@@ -73,6 +73,9 @@ class GatewayConfig:
     rtp_host: str = ""  # default: sip_host
     rtp_ports: tuple[int, int] = (10000, 20000)
     realm: str = "roomtone"
+    #: offered in this order (RFC 8760: strongest first). Some UAs (SIPp, old phones) read only
+    #: the first challenge and know only MD5; list ("MD5",) for them.
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     accept_without_trunk: bool = False
     codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
     media_timeout: float | None = 30.0
@@ -188,7 +191,7 @@ class SipGateway:
     def _challenger(self, realm: str) -> Challenger:
         ch = self._challengers.get(realm)
         if ch is None:
-            ch = self._challengers[realm] = Challenger(realm, self._secret)
+            ch = self._challengers[realm] = Challenger(realm, self._secret, algorithms=self.config.digest_algorithms)
         return ch
 
     async def _authenticate(self, request: Request, source: Address) -> Response | str | None:
