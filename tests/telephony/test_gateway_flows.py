@@ -172,3 +172,15 @@ async def test_callee_keys_during_initial_dtmf_are_relayed(gateway: SipGateway) 
         assert agent.dtmf() == [("sip_ivr", "9", 9)]
         got = await asyncio.to_thread(phone.wait_digits, 1, 10)
         assert [d["digit"] for d in got] == ["1"]  # the phone hears only the initial string
+
+
+@pytest.mark.parametrize("method", ["info", "inband"])
+async def test_pin_by_other_dtmf_methods(gateway: SipGateway, method: str) -> None:
+    await setup_inbound(gateway, "secret", pin="2580")
+    with pjsua_phone(user="15551300") as phone:
+        await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
+        await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(phone.send_dtmf, "2580#", method, 160)
+        await wait_for(lambda: gateway.rooms.participant("secret", "sip_15551300"), 20, f"join after a PIN by {method}")
+        await asyncio.to_thread(phone.hangup)
