@@ -60,6 +60,7 @@ PENDING_DATA_LIMIT = 1000  # packets held per session while its data channels ar
 MAX_JOIN_REQUEST = 1 << 20
 SLOW_LOSSY_BYTES = 1 << 20  # queued bytes on a receiver's channel beyond which data is dropped
 SLOW_RELIABLE_BYTES = 16 << 20
+REQUEST_RESPONSE_DELAY = 0.05  # seconds; see SignalSession._respond
 
 DisconnectReason = proto_models.DisconnectReason
 LeaveRequest = proto_rtc.LeaveRequest
@@ -167,6 +168,7 @@ class SignalSession:
         self._leave_reason: int | None = None
         self._data_drops_logged = 0
         self._slow_drops = 0
+        self._sending: dict[str, Any] = {}  # label -> the data channel that carries it
         self._pending_tracks: dict[str, proto_models.TrackInfo] = {}  # cid -> announced by add_track
         self._orphan_media: dict[str, tuple[str, Any]] = {}  # cid -> (mid, track) before add_track
         self._subscribed: dict[str, Any] = {}  # track sid -> our sending transceiver
@@ -380,10 +382,17 @@ class SignalSession:
 
     # ---- data channels -------------------------------------------------------------------------
     def _channel(self, label: str) -> Any:
+        # Sticky: once a channel carries a label's packets it keeps carrying them while open, so
+        # that packets cannot overtake each other across two channels (receivers drop reliable
+        # packets whose sequence is not above the last one seen).
+        current = self._sending.get(label)
+        if current is not None and current.readyState == "open":
+            return current
         for peer in (self.subscriber, self.publisher):
             if peer is not None:
                 ch = peer.sendable(label)
                 if ch is not None:
+                    self._sending[label] = ch
                     return ch
         return None
 
@@ -649,12 +658,8 @@ class SignalSession:
             refusal = f"does not have permission to publish source {proto_models.TrackSource.Name(req.source)}"
         if refusal:
             log.warning("%s: add_track %s refused: %s", self.who, req.cid, refusal)
-            self._send(
-                proto_rtc.SignalResponse(
-                    request_response=proto_rtc.RequestResponse(
-                        reason=proto_rtc.RequestResponse.NOT_ALLOWED, message=refusal
-                    )
-                )
+            self._respond(
+                proto_rtc.RequestResponse(reason=proto_rtc.RequestResponse.NOT_ALLOWED, message=refusal, add_track=req)
             )
             return
         track = proto_models.TrackInfo(
@@ -686,21 +691,25 @@ class SignalSession:
         assert self.participant is not None
         if not self.participant.record.permission.can_update_metadata:
             log.warning("%s: metadata update refused: no canUpdateOwnMetadata permission", self.who)
-            self._send(
-                proto_rtc.SignalResponse(
-                    request_response=proto_rtc.RequestResponse(
-                        request_id=req.request_id,
-                        reason=proto_rtc.RequestResponse.NOT_ALLOWED,
-                        message="does not have permission to update own metadata",
-                    )
+            self._respond(
+                proto_rtc.RequestResponse(
+                    request_id=req.request_id,
+                    reason=proto_rtc.RequestResponse.NOT_ALLOWED,
+                    message="does not have permission to update own metadata",
                 )
             )
             return
         await self.participant.update(
             name=req.name or None, metadata=req.metadata or None, attributes=dict(req.attributes) or None
         )
-        self._send(
-            proto_rtc.SignalResponse(request_response=proto_rtc.RequestResponse(request_id=req.request_id))
+        self._respond(proto_rtc.RequestResponse(request_id=req.request_id))
+
+    def _respond(self, response: proto_rtc.RequestResponse) -> None:
+        """Send a RequestResponse a little later. The Rust SDKs register their wait for it only
+        after the request is written (rust-sdks rtc_session.rs get_response), so an answer that
+        arrives within a millisecond or two is dropped and the call times out after seconds."""
+        asyncio.get_running_loop().call_later(
+            REQUEST_RESPONSE_DELAY, self._send, proto_rtc.SignalResponse(request_response=response)
         )
 
 
