@@ -139,3 +139,27 @@ async def test_garbage_gets_sip_errors_and_the_room_keeps_working(gateway: SipGa
         assert got[-1]["digit"] == "7"
         await asyncio.to_thread(good.hangup)
     await wait_for(lambda: gateway.calls == {}, 10, "calls cleared")
+
+
+WITH_HEADER = BAD_INFO.replace("Content-Type: application/sdp\n", "X-Customer-Id: cust-42\nContent-Type: application/sdp\n", 1)
+
+
+async def test_headers_to_attributes(gateway: SipGateway) -> None:
+    trunk = sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_h", numbers=["+15550100"])
+    trunk.headers_to_attributes["X-Customer-Id"] = "customer"
+    await gateway.store.put_inbound_trunk(trunk)
+    await gateway.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_h",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="h"))))
+    seen: list[dict[str, str]] = []
+
+    def on_participants(infos):  # type: ignore[no-untyped-def]
+        seen.extend(dict(i.attributes) for i in infos if i.identity == "sip_sipp")
+
+    from roomtone.rooms import CallbackEndpoint
+
+    await gateway.rooms.join("h", "agent", endpoint=CallbackEndpoint(on_participants=on_participants))
+    result = await asyncio.to_thread(run_sipp, WITH_HEADER, f"127.0.0.1:{gateway.port}", service="+15550100", timeout=20)
+    assert result.ok, result.report()
+    assert "X-Customer-Id: cust-42" in result.messages
+    assert seen and seen[0]["customer"] == "cust-42" and seen[0]["sip.trunkID"] == "ST_h"

@@ -77,3 +77,13 @@ def test_inline_trunk() -> None:
         None, call_id="c",
     )
     assert plan.trunk_id == "" and plan.address == "127.0.0.1:25061" and plan.auth_username == "x"
+
+
+def test_headers_from_trunk_attributes_and_request() -> None:
+    trunk = sip_pb.SIPOutboundTrunkInfo()
+    trunk.CopyFrom(TRUNK)
+    trunk.headers["X-Trunk"] = "t"
+    trunk.attributes_to_headers["customer"] = "X-Customer"
+    plan = plan_outbound_call(req(participant_attributes={"customer": "42", "other": "x"},
+                                  headers={"X-Req": "r", "X-Trunk": "override"}), trunk, call_id="c")
+    assert plan.headers == {"X-Trunk": "override", "X-Customer": "42", "X-Req": "r"}

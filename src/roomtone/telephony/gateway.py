@@ -254,10 +254,16 @@ class SipGateway:
         call_id = new_id(CALL_PREFIX)
         trunk_id = trunk.sip_trunk_id if trunk else ""
         log.info("inbound call %s (SIP %s): %s -> %s, trunk %s", call_id, sip_call.call_id, calling, called, trunk_id or "-")
+        extra: dict[str, str] = {}
+        for header, attribute in (trunk.headers_to_attributes.items() if trunk else ()):
+            value = request.get(header)
+            if value is not None and attribute:
+                extra[attribute] = value
         try:
             rules = await self.store.list_dispatch_rules()
             rule = matching.match_dispatch_rule(trunk, rules, calling, called)
-            decision = matching.evaluate_dispatch_rule(trunk, rule, call_id=call_id, calling=calling, called=called)
+            decision = matching.evaluate_dispatch_rule(trunk, rule, call_id=call_id, calling=calling, called=called,
+                                                       extra_attributes=extra)
         except matching.NoDispatchMatch as exc:
             log.info("inbound call %s: %s", call_id, exc)
             await sip_call.reject(404, "No dispatch rule matched")
@@ -267,7 +273,11 @@ class SipGateway:
             await sip_call.reject(500, "Conflicting dispatch rules")
             return
         opts = self._options_for(trunk.metadata if trunk else "", trunk_id)
-        media = await answer_call(sip_call, self.engine, self._call_options(opts))
+        try:
+            media = await answer_call(sip_call, self.engine, self._call_options(opts))
+        except CallFailed as exc:  # the caller gave up (CANCEL) or never ACKed
+            log.info("inbound call %s not answered: %s", call_id, exc)
+            return
         if media is None:
             return
         leg = _MediaLeg(call_id, opts.dtmf_mode)
@@ -282,7 +292,7 @@ class SipGateway:
         self.calls[call_id] = active
         media.add_listener(lambda m: self._on_media_state(active, m))
         if decision.request_pin:
-            decision2 = await self._pin_flow(active, trunk, rules, calling, called)
+            decision2 = await self._pin_flow(active, trunk, rules, calling, called, extra)
             if decision2 is None:
                 return
             decision = decision2
@@ -349,6 +359,7 @@ class SipGateway:
         rules: list[sip_pb.SIPDispatchRuleInfo],
         calling: str,
         called: str,
+        extra: dict[str, str],
     ) -> matching.DispatchDecision | None:
         media = active.media
         assert media is not None
@@ -371,7 +382,8 @@ class SipGateway:
                             trunk, rules, calling, called, pin=action.pin, no_pin=action.no_pin
                         )
                         decision = matching.evaluate_dispatch_rule(
-                            trunk, rule, call_id=active.call_id, calling=calling, called=called, pin=action.pin
+                            trunk, rule, call_id=active.call_id, calling=calling, called=called, pin=action.pin,
+                            extra_attributes=extra,
                         )
                         ok = not decision.request_pin
                     except (matching.NoDispatchMatch, matching.MatchConflict) as exc:

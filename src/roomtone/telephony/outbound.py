@@ -9,6 +9,8 @@ What LiveKit does (livekit/protocol ``rpc/sip.go`` ``NewCreateSIPParticipantRequ
 * Attributes: ``sip.callID``, ``sip.trunkID``, ``sip.phoneNumber`` (the callee),
   ``sip.trunkPhoneNumber`` (our number), ``sip.callStatus``; ``hide_phone_number`` leaves out the
   numbers; ``participant_attributes`` from the request are kept.
+* The trunk's ``headers``, then ``attributes_to_headers`` (participant attributes copied into SIP
+  headers), then the request's ``headers`` go on the INVITE.
 * ``ringing_timeout`` defaults to 30 s (LiveKit: 30 s), ``max_call_duration`` to 24 h.
 
 Different on purpose: the ``dtmf`` string is parsed up front with the one digit table, so an
@@ -127,6 +129,10 @@ def plan_outbound_call(
     if not req.hide_phone_number:
         attrs[ATTR_PHONE_NUMBER] = req.sip_call_to
         attrs[ATTR_TRUNK_NUMBER] = from_number
+    mapping = trunk.attributes_to_headers if req.sip_trunk_id and trunk is not None else req.trunk.attributes_to_headers
+    for attribute, header in mapping.items():
+        if attribute in req.participant_attributes and header:
+            headers[header] = req.participant_attributes[attribute]
     headers.update(req.headers)
     return OutboundPlan(
         call_id=call_id,
