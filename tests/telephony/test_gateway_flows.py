@@ -184,3 +184,20 @@ async def test_pin_by_other_dtmf_methods(gateway: SipGateway, method: str) -> No
         await asyncio.to_thread(phone.send_dtmf, "2580#", method, 160)
         await wait_for(lambda: gateway.rooms.participant("secret", "sip_15551300"), 20, f"join after a PIN by {method}")
         await asyncio.to_thread(phone.hangup)
+
+
+async def test_outbound_without_waiting_and_max_call_duration(gateway: SipGateway) -> None:
+    with pjsua_phone(user="short", auto_answer=True) as phone:
+        await gateway.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_out", address=f"127.0.0.1:{phone.port}", numbers=["+15550999"]))
+        _, watcher = await watch(gateway.rooms, "short")
+        info = await gateway.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_out", sip_call_to="short", room_name="short", max_call_duration=Duration(seconds=2)))
+        # returned before the answer: the participant is there, dialing
+        first = await gateway.rooms.get_participant("short", info.participant_identity)
+        assert first.attributes["sip.callStatus"] == "dialing"
+        await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+        await wait_for(lambda: watcher.statuses[-1:] == ["active"], 5, "active")
+        await asyncio.to_thread(phone.wait_state, "DISCONNECTED", 10)  # hung up by max_call_duration
+        await wait_for(lambda: gateway.rooms.participant("short", "sip_short") is None, 5, "participant gone")
+        assert watcher.statuses[-1] == "hangup"
