@@ -201,3 +201,36 @@ async def test_outbound_without_waiting_and_max_call_duration(gateway: SipGatewa
         await asyncio.to_thread(phone.wait_state, "DISCONNECTED", 10)  # hung up by max_call_duration
         await wait_for(lambda: gateway.rooms.participant("short", "sip_short") is None, 5, "participant gone")
         assert watcher.statuses[-1] == "hangup"
+
+
+async def test_play_dialtone_publishes_ringing_until_answered(gateway: SipGateway) -> None:
+    from roomtone.telephony.ringback import RATE, RingbackTrack
+
+    track_counts: list[int] = []
+
+    def on_participants(infos):  # type: ignore[no-untyped-def]
+        track_counts.extend(len(i.tracks) for i in infos if i.identity == "sip_desk")
+
+    from roomtone.rooms import CallbackEndpoint
+
+    await gateway.rooms.join("tone", "agent", endpoint=CallbackEndpoint(on_participants=on_participants))
+    with pjsua_phone(user="desk") as phone:
+        await gateway.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_out", address=f"127.0.0.1:{phone.port}", numbers=["+15550999"]))
+        dial = asyncio.ensure_future(gateway.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_out", sip_call_to="desk", room_name="tone", play_dialtone=True,
+            wait_until_answered=True)))
+        await asyncio.to_thread(phone.answer, 180, 10)
+        p = await wait_for(lambda: gateway.rooms.participant("tone", "sip_desk"), 5, "SIP participant")
+        assert len(p.record.tracks) == 1 and p.record.tracks[0].name == "dialtone"
+        track = next(iter(p.media.values()))
+        assert isinstance(track, RingbackTrack)
+        frames = [await track.recv() for _ in range(10)]  # 200 ms of the "on" part of the cadence
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(pcm))
+        assert abs(np.argmax(spectrum) * RATE / len(pcm) - 425) < 10
+        await asyncio.to_thread(phone.command, "answer", code=200)
+        await dial
+        await wait_for(lambda: not p.record.tracks, 5, "dial tone unpublished on answer")
+        assert 1 in track_counts and track_counts[-1] == 0  # the room saw it published, then removed
+        await asyncio.to_thread(phone.hangup)

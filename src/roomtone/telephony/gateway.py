@@ -95,6 +95,7 @@ class ActiveCall:
     sip_call_id: str = ""
     room: str = ""
     identity: str = ""
+    ringback_sid: str | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -486,6 +487,36 @@ class SipGateway:
             if resp.status in (180, 183):
                 self._spawn(bridge.set_status("ringing"))
 
+        if plan.play_dialtone:
+            active.ringback_sid = await self._start_ringback(bridge)
+        try:
+            return await self._place(active, leg, plan, opts, uri, sip_holder, provisional)
+        finally:
+            await self._stop_ringback(active)
+
+    async def _stop_ringback(self, active: ActiveCall) -> None:
+        sid, active.ringback_sid = active.ringback_sid, None
+        participant = active.bridge.participant
+        if sid is not None and participant is not None and participant.active:
+            await participant.unpublish_track(sid)
+
+    async def _start_ringback(self, bridge: SipParticipant) -> str | None:
+        """Publish the ringing tone as the SIP participant's track (play_dialtone)."""
+        if bridge.participant is None:
+            return None
+        from livekit.protocol import models
+
+        from roomtone.rooms import new_sid
+        from roomtone.telephony.ringback import RingbackTrack
+
+        info = models.TrackInfo(sid=new_sid("TR_"), type=models.AUDIO, source=models.TrackSource.MICROPHONE,
+                                name="dialtone")
+        await bridge.participant.publish_track(info, RingbackTrack())
+        return info.sid
+
+    async def _place(self, active: ActiveCall, leg: _MediaLeg, plan: OutboundPlan, opts: TrunkOptions, uri: str,
+                     sip_holder: list[SipCall], provisional: Any) -> TelephonyError | None:
+        bridge = active.bridge
         auth = (plan.auth_username, plan.auth_password) if plan.auth_username else None
         headers = list(plan.headers.items())
         log.info("outbound call %s: dialing %s from %s", active.call_id, uri, plan.from_number)
@@ -513,6 +544,7 @@ class SipGateway:
         leg.media = media
         leg.answered.set()
         active.media = media
+        await self._stop_ringback(active)
         active.sip_call_id = media.call_id
         if bridge.closed or leg.hangup_requested:  # removed from the room while ringing
             await media.hangup()

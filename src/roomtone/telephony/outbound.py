@@ -62,6 +62,7 @@ class OutboundPlan:
     wait_until_answered: bool
     headers: dict[str, str] = field(default_factory=dict)
     display_name: str = ""
+    play_dialtone: bool = False
 
 
 def _duration(d: object, default: float) -> float:
@@ -156,4 +157,5 @@ def plan_outbound_call(
         wait_until_answered=req.wait_until_answered,
         headers=headers,
         display_name=req.display_name,
+        play_dialtone=req.play_dialtone or req.play_ringtone,
     )
