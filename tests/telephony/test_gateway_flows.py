@@ -234,3 +234,19 @@ async def test_play_dialtone_publishes_ringing_until_answered(gateway: SipGatewa
         await wait_for(lambda: not p.record.tracks, 5, "dial tone unpublished on answer")
         assert 1 in track_counts and track_counts[-1] == 0  # the room saw it published, then removed
         await asyncio.to_thread(phone.hangup)
+
+
+async def test_remove_participant_while_ringing_cancels_the_call(gateway: SipGateway) -> None:
+    with pjsua_phone(user="busy") as phone:
+        await gateway.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_out", address=f"127.0.0.1:{phone.port}", numbers=["+15550999"]))
+        dial = asyncio.ensure_future(gateway.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_out", sip_call_to="busy", room_name="cancel", wait_until_answered=True)))
+        await asyncio.to_thread(phone.answer, 180, 10)
+        await wait_for(lambda: gateway.rooms.participant("cancel", "sip_busy"), 5, "ringing participant")
+        await asyncio.sleep(0.3)
+        await gateway.rooms.remove_participant("cancel", "sip_busy")
+        await asyncio.to_thread(phone.wait_state, "DISCONNECTED", 5)  # CANCEL, long before ringing_timeout
+        with pytest.raises(TelephonyError) as err:
+            await dial
+        assert err.value.meta.get("sip_status_code") == "487"

@@ -106,6 +106,7 @@ class _MediaLeg:
         self.call_id = call_id
         self.method = method
         self.media: MediaCall | None = None
+        self.pending: SipCall | None = None  # an outbound INVITE not answered yet
         self.hangup_requested = False
         self.answered = asyncio.Event()
 
@@ -120,6 +121,8 @@ class _MediaLeg:
         self.answered.set()
         if self.media is not None:
             await self.media.hangup()
+        elif self.pending is not None and not self.pending.ended:
+            await self.pending.hangup()  # CANCEL the ringing call
 
 
 def _user(addr_user: str | None) -> str:
@@ -484,6 +487,7 @@ class SipGateway:
         def provisional(call: SipCall, resp: Response) -> None:
             if not sip_holder:
                 sip_holder.append(call)
+                leg.pending = call
             if resp.status in (180, 183):
                 self._spawn(bridge.set_status("ringing"))
 
