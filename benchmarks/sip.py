@@ -153,7 +153,7 @@ def serve(port: int) -> None:
 
 
 def run_sipp(target_port: int, rate: int, calls: int, scenario: list[str]) -> Run:
-    from tests.sip.sipp_runner import free_port
+    from tests.phones.common import free_port
 
     port = free_port()
     mport = free_port(4)
@@ -217,10 +217,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def bench_calls(rates: list[int], seconds: float) -> list[tuple[str, Run, str]]:
-    from tests.sip.sipp_runner import SCENARIOS, free_port
+    from tests.phones.common import free_port
+    from tests.phones.sipp import SCENARIO_DIR
 
     rows: list[tuple[str, Run, str]] = []
-    uac = ["-sf", os.path.join(SCENARIOS, "uac_bye_from_roomtone.xml")]
+    uac = ["-sf", str(SCENARIO_DIR / "uac_bye_from_roomtone.xml")]
     # roomtone UAS in its own process, on one core
     port = free_port()
     taskset = ["taskset", "-c", "1"] if shutil.which("taskset") else []

@@ -6,10 +6,16 @@ play RTP from a pcap (``<exec play_pcap_audio=...>``), which is how RFC 4733 and
 a peer from SIPp. It has no DTMF receiver; a UAS scenario records what arrives in its message log.
 
 Templates use ``{{name}}`` placeholders (SIPp itself uses ``[...]`` keywords, so no str.format).
+Hand-written scenarios for flows the templates do not cover (CANCEL, re-INVITE hold, OPTIONS, BYE
+from either side) live in ``tests/sip/scenarios/``; :func:`scenario_file` reads one.
+
+This is the one SIPp runner: synchronous tests call :meth:`Sipp.wait` (or :func:`run_sipp`),
+asyncio tests whose loop also runs roomtone await :meth:`Sipp.finished` so the loop keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import os
@@ -18,10 +24,18 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .common import HOST, ChildProcess, PhoneError, free_port
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+#: hand-written scenario XML (``uac_*.xml`` call roomtone, ``uas_*.xml`` answer it).
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "sip" / "scenarios"
+
+
+def scenario_file(name: str) -> str:
+    """The XML of ``tests/sip/scenarios/<name>``, for :class:`Sipp`."""
+    return (SCENARIO_DIR / name).read_text()
 
 
 def render(template: str, **values: object) -> str:
@@ -330,6 +344,17 @@ class Sipp:
         deadline = time.monotonic() + limit
         while self.proc.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+        return self._collect(limit)
+
+    async def finished(self, timeout: float | None = None) -> SippResult:
+        """:meth:`wait` without blocking the event loop (roomtone in the same loop keeps running)."""
+        limit = timeout if timeout is not None else self.timeout + 10
+        deadline = time.monotonic() + limit
+        while self.proc.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self._collect(limit)
+
+    def _collect(self, limit: float) -> SippResult:
         if self.proc.alive():
             self.proc.stop()
             raise PhoneError(f"sipp still running after {limit}s{self.proc.tail()}")

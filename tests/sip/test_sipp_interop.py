@@ -16,7 +16,7 @@ import pytest
 
 from roomtone.sip.auth import Challenger
 from roomtone.sip.ua import CallFailed, CallState, DigestAuthenticator, Reply, UserAgent
-from tests.sip.sipp_runner import Sipp
+from tests.phones.sipp import Sipp, scenario_file
 
 pytestmark = [
     pytest.mark.interop,
@@ -42,19 +42,18 @@ async def ua():
     await agent.close()
 
 
-async def run(scenario: str, remote: str | None = None, **kw) -> tuple[Sipp, object]:
-    s = Sipp(scenario, remote, **kw)
-    await s.start()
-    return s, s
+def start_sipp(scenario: str, remote: str | None = None, **kw) -> Sipp:
+    """SIPp running ``tests/sip/scenarios/<scenario>`` with roomtone's user as its service."""
+    kw.setdefault("timeout", 20)
+    return Sipp(scenario_file(scenario), remote, service="roomtone", **kw)
 
 
 async def sipp_calls(ua: UserAgent, scenario: str, transport: str = "u1", **kw):
-    s = Sipp(scenario, f"127.0.0.1:{ua.port}", transport=transport, **kw)
+    s = start_sipp(scenario, f"127.0.0.1:{ua.port}", transport=transport, **kw)
     try:
-        await s.start()
-        result = await s.wait()
+        result = await s.finished()
     finally:
-        s.cleanup()
+        s.close()
     assert result.ok, result.report()
     return result
 
@@ -160,12 +159,11 @@ async def test_sipp_answers_401_challenge(ua):
     await sipp_calls(ua, "uac_auth.xml", auth=("sipp", "s3cret"), extra=auth_uri)
     assert seen == ["sipp"]
     # and with a wrong password SIPp's retry is refused: the scenario fails, no call reaches us
-    s = Sipp("uac_auth.xml", f"127.0.0.1:{ua.port}", auth=("sipp", "wrong"), timeout=5, extra=auth_uri)
+    s = start_sipp("uac_auth.xml", f"127.0.0.1:{ua.port}", auth=("sipp", "wrong"), timeout=5, extra=auth_uri)
     try:
-        await s.start()
-        result = await s.wait()
+        result = await s.finished()
     finally:
-        s.cleanup()
+        s.close()
     assert not result.ok and "403" in result.messages
     assert seen == ["sipp"]
 
@@ -174,17 +172,12 @@ async def test_sipp_answers_401_challenge(ua):
 
 
 async def with_sipp_uas(scenario: str, body, transport: str = "u1", **kw):
-    s = Sipp(scenario, transport=transport, **kw)
+    s = start_sipp(scenario, transport=transport, **kw)
     try:
-        await s.start()
-        try:
-            await body(s)
-        except BaseException:
-            s.kill()
-            raise
-        result = await s.wait()
+        await body(s)
+        result = await s.finished()
     finally:
-        s.cleanup()
+        s.close()
     assert result.ok, result.report()
     return result
 
