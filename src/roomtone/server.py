@@ -39,13 +39,17 @@ RTC = web.AppKey("roomtone.rtc", RtcService)
 
 ServiceInstaller = Callable[[web.Application], None]
 
-# ---------------------------------------------------------------------------------------------
-# OTHER SERVICES: installers run on every app build_app() makes, after the signalling routes.
-# The twirp API and SIP gateway (roomtone.api.app.server_installer) are wired in here:
-#     from roomtone.api.app import server_installer
-#     DEFAULT_SERVICES.append(server_installer)
-DEFAULT_SERVICES: list[ServiceInstaller] = []
-# ---------------------------------------------------------------------------------------------
+
+def _install_api_and_gateway(app: web.Application) -> None:
+    # Imported on use: the API layer imports this module for its app keys.
+    from roomtone.api.app import server_installer
+
+    server_installer(app)
+
+
+# Installers run on every app build_app() makes, after the signalling routes: the twirp API
+# (RoomService, SIP, roomtone.SIP) and the SIP gateway with its trunk/rule store.
+DEFAULT_SERVICES: list[ServiceInstaller] = [_install_api_and_gateway]
 
 
 def build_app(

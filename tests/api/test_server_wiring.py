@@ -1,4 +1,4 @@
-"""The API mounted on the real server app (roomtone.server) through server_installer."""
+"""The API and SIP gateway are mounted on every real server app (roomtone.server default services)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from livekit import api
 
 from roomtone import server
-from roomtone.api.app import GATEWAY, gateway_config, server_installer
+from roomtone.api.app import GATEWAY, gateway_config
 from roomtone.config import Config
 from roomtone.telephony.gateway import SipGateway
 
@@ -23,7 +23,7 @@ async def test_server_installer_mounts_room_and_sip_services(tmp_path: Path) -> 
         config.raw = {"sip": {"db": str(db), "port": random.randint(25000, 25990), "transports": ["UDP"],
                               "rtp_port_range_start": 26000, "rtp_port_range_end": 26999}}
         try:
-            running = await server.start(config, services=[server_installer])
+            running = await server.start(config)  # the API and gateway are default services
             break
         except OSError:
             continue

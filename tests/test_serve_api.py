@@ -1,0 +1,94 @@
+"""``roomtone serve`` as users run it: one process serving signalling, the twirp API and the SIP
+gateway; trunks created through the official ``livekit-api`` client survive a restart."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+KEY, SECRET = "APIserve", "serve-secret-" + "x" * 24
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(tmp_path: Path, port: int, sip_port: int) -> subprocess.Popen[str]:
+    config = tmp_path / "roomtone.yaml"
+    config.write_text(
+        f"port: {port}\nkeys:\n  {KEY}: {SECRET}\n"
+        f"sip:\n  port: {sip_port}\n  db: {tmp_path / 'telephony.sqlite'}\n"
+    )
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roomtone.cli", "-v", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not listen in 30 s")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+async def test_serve_answers_livekit_api_and_keeps_trunks(tmp_path: Path) -> None:
+    port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
+    proc = start(tmp_path, port, sip_port)
+    try:
+        lk = api.LiveKitAPI(f"http://127.0.0.1:{port}", KEY, SECRET)
+        trunk = await lk.sip.create_inbound_trunk(
+            api.CreateSIPInboundTrunkRequest(
+                trunk=api.SIPInboundTrunkInfo(name="carrier", numbers=["+15550100"], allowed_addresses=["127.0.0.1"])
+            )
+        )
+        assert trunk.sip_trunk_id.startswith("ST_")
+        room = await lk.room.create_room(api.CreateRoomRequest(name="lobby"))
+        assert room.name == "lobby" and room.sid
+        await lk.aclose()
+
+        bad = api.LiveKitAPI(f"http://127.0.0.1:{port}", KEY, "wrong-secret-" + "y" * 24)
+        with pytest.raises(api.TwirpError) as info:
+            await bad.room.list_rooms(api.ListRoomsRequest())
+        assert info.value.code == "unauthenticated"
+        await bad.aclose()
+    finally:
+        first_log = stop(proc)
+    assert f"SIP gateway listening on 127.0.0.1:{sip_port}" in first_log
+
+    proc = start(tmp_path, port, sip_port)
+    try:
+        lk = api.LiveKitAPI(f"http://127.0.0.1:{port}", KEY, SECRET)
+        listed = await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
+        assert [(t.sip_trunk_id, t.name, list(t.numbers)) for t in listed.items] == [
+            (trunk.sip_trunk_id, "carrier", ["+15550100"])
+        ]
+        rooms = await lk.room.list_rooms(api.ListRoomsRequest())
+        assert [r.name for r in rooms.rooms] == []  # rooms are live state, trunks are stored
+        await lk.aclose()
+    finally:
+        stop(proc)
