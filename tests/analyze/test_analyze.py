@@ -27,7 +27,7 @@ from roomtone.analyze import (
 from roomtone.cli import main
 from roomtone.dtmf.rfc4733 import EventPacket
 from roomtone.media.rtp import RtpPacket
-from tests.analyze.pcaps import Frame, invite_with_sdp, rtp_frames, sender_packets, write_pcap
+from tests.pcaps import Frame, invite_with_sdp, rtp_frames, sender_packets, write_pcap
 
 
 def ours(report: dict) -> dict:

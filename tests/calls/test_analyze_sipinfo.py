@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from roomtone.cli import main
-from tests.analyze.pcaps import Frame, write_pcap
+from tests.pcaps import Frame, write_pcap
 
 from .test_call_ua import Pair
 

@@ -15,17 +15,15 @@ import numpy as np
 import pytest
 
 from roomtone.dtmf.detector import detect
-from roomtone.dtmf.tones import ToneGenerator
 from roomtone.media.call import CallOptions, MediaCall, answer_call, place_call
 from roomtone.media.engine import MediaEngine
 from roomtone.media.ports import PortAllocator
 from roomtone.sip.ua import UserAgent
+from tests.pcaps import inband_pcap, rfc4733_pcap
 from tests.phones.baresip import baresip_phone
-from tests.phones.media import read_wav, write_wav
+from tests.phones.media import read_wav, tones_wav
 from tests.phones.pjsua import pjsua_phone
 from tests.phones.sipp import sipp, uac_scenario
-
-from .pcaps import inband_pcap, rfc4733_pcap
 
 pytestmark = pytest.mark.interop
 
@@ -73,13 +71,6 @@ async def received(call: MediaCall, n: int, timeout: float = 15.0) -> list[tuple
     while len(call.received) < n and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     return [(e.digit, e.method) for e in call.received]
-
-
-def tones_wav(path: str, digits: str, rate: int, channels: int = 1) -> None:
-    gen = ToneGenerator(rate)
-    audio, _ = gen.sequence(digits, 0.12, 0.15)
-    audio = np.concatenate((gen.silence(0.3), audio, gen.silence(0.5)))
-    write_wav(path, audio.astype(np.float64) / 32768, rate=rate, channels=channels)
 
 
 async def detected_in_recordings(paths_fn, expected: str, timeout: float = 10.0) -> str:

@@ -2,7 +2,7 @@
 
 Each test is one cell of "who can send / receive DTMF by which method"; the table in
 tests/phones/__init__.py is what these tests found. In-band tones are checked by recording the
-receiver's audio and running a plain Goertzel check (tests/phones/media.py) on it.
+receiver's audio and running a plain Goertzel check (tests/phones/media.py) on it; SIPp plays pcaps from tests/pcaps.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import time
 
 import pytest
 
+from tests.pcaps import inband_pcap, rfc4733_pcap
+
 from .baresip import baresip_phone
-from .media import detect_dtmf, dtmf_samples, inband_pcap, read_wav, rfc4733_pcap, write_wav
+from .media import detect_dtmf, read_wav, tones_wav
 from .pjsua import pjsua_phone
 from .sipp import run_sipp, sipp, uac_scenario, uas_scenario
 
@@ -96,7 +98,7 @@ def test_baresip_sends_inband_by_playing_a_wav(tmp_path):
     rec = str(tmp_path / "rx.wav")
     # baresip's source runs at 48 kHz stereo in this harness (ausine needs it), so the file matches
     # a long lead-in: the source switch and the recorder start need not line up on a busy machine
-    write_wav(wav, dtmf_samples("9*0D", rate=48000, on_ms=150, lead_ms=800), rate=48000, channels=2)
+    tones_wav(wav, "9*0D", 48000, channels=2, tone_ms=150, gap_ms=120, lead_ms=800, tail_ms=800)
     with pjsua_phone(auto_answer=True) as pj, baresip_phone() as b:
         b.dial(pj.uri)
         b.wait_event("CALL_ESTABLISHED")
@@ -130,7 +132,7 @@ def test_baresip_records_what_it_receives(tmp_path):
 
 def test_sipp_sends_info_and_rfc4733_pcap_to_pjsua(tmp_path):
     pcap = str(tmp_path / "events.pcap")
-    length = rfc4733_pcap(pcap, "73#", pt=101)
+    length = rfc4733_pcap(pcap, "73#", event_pt=101)
     with pjsua_phone(auto_answer=True) as pj:
         result = run_sipp(uac_scenario(info_dtmf="08", pcap=pcap, hold_ms=int(length * 1000) + 800),
                           f"127.0.0.1:{pj.port}", timeout=20)

@@ -1,4 +1,14 @@
-"""Build captures for the analyze tests: Ethernet/IPv4/IPv6/UDP frames written with dpkt."""
+"""The one test-side pcap/RTP writer: captures for ``roomtone dtmf analyze`` and RTP for SIPp to play.
+
+Frames are Ethernet (or raw IP) / IPv4 or IPv6 / UDP built with dpkt; RTP packets come from
+roomtone's own :class:`~roomtone.media.rtp.RtpPacket`, events from its RFC 4733 sender, tones from
+its generator and µ-law from :mod:`roomtone.media.g711`. What checks these against an independent
+implementation is the receiver in each test (SIPp replaying them to pjsua2 or roomtone, tshark in
+the analyze tests), not this module.
+
+SIPp's ``play_pcap_audio`` replays the UDP payloads of a libpcap file toward the media address the
+callee answered with, keeping the RTP headers as written here (addresses and ports are ignored).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
+import numpy as np
 
 from roomtone.dtmf.rfc4733 import EventPacket, Sender, SenderConfig
+from roomtone.dtmf.tones import ToneGenerator
+from roomtone.media.g711 import ulaw_encode
 from roomtone.media.rtp import RtpPacket
+
+SILENCE = ulaw_encode(np.zeros(160, dtype=np.int16))
 
 
 @dataclass
@@ -42,8 +57,10 @@ def raw_ip(f: Frame) -> bytes:
     return bytes(dpkt.ethernet.Ethernet(ethernet(f)).data)
 
 
-def write_pcap(path: Path, frames: list[Frame], *, pcapng: bool = False, raw: bool = False,
+def write_pcap(path: Path | str, frames: list[Frame], *, pcapng: bool = False, raw: bool = False,
                nano: bool = False) -> Path:
+    """Write ``frames`` in time order (stable: frames at the same instant keep their order)."""
+    path = Path(path)
     frames = sorted(frames, key=lambda f: f.time)
     with path.open("wb") as fh:
         if pcapng:
@@ -54,6 +71,9 @@ def write_pcap(path: Path, frames: list[Frame], *, pcapng: bool = False, raw: bo
         for f in frames:
             w.writepkt(raw_ip(f) if raw else ethernet(f), ts=f.time)
     return path
+
+
+# ---------------------------------------------------------------- captures for the analyzer
 
 
 def sender_packets(text: str, *, rate: int = 8000, t0: float = 1000.0, ts0: int = 5000,
@@ -108,3 +128,58 @@ def invite_with_sdp(time: float, media: tuple[str, int], te: tuple[int, int] = (
         f"Contact: <sip:alice@{sip[0]}:{sip[1]}>\r\nContent-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
     )
     return Frame(time, sip[2], sip[3], sip[0], sip[1], msg.encode())
+
+
+# ---------------------------------------------------------------- RTP for SIPp to play
+
+
+def _write_rtp(path: str, packets: list[tuple[float, bytes]]) -> float:
+    """Loopback UDP frames carrying ``(time, RTP bytes)``; returns the capture's length in seconds."""
+    write_pcap(path, [Frame(t, "127.0.0.1", 40000, "127.0.0.1", 40002, rtp) for t, rtp in packets])
+    return packets[-1][0] - packets[0][0]
+
+
+def rfc4733_pcap(path: str, digits: str, *, event_pt: int = 101, tone_ms: int = 100, gap_ms: int = 200,
+                 lead_ms: int = 300, ssrc: int = 0x2A2A2A2A) -> float:
+    """PCMU silence with telephone-events from :class:`roomtone.dtmf.rfc4733.Sender`, sharing SSRC,
+    sequence and clock with the audio (audio muted while an event is on the wire)."""
+    sender = Sender(SenderConfig(tone_ms=tone_ms, gap_ms=gap_ms))
+    packets: list[tuple[float, bytes]] = []
+    seq, ts, t = 1, 1000, 1.0
+    queued = False
+    while True:
+        now = t - 1.0
+        if not queued and now >= lead_ms / 1000:
+            handle = sender.enqueue(digits)
+            queued = True
+        sender.sync(t, ts)
+        events = sender.poll(t)
+        for p in events:
+            packets.append((t, RtpPacket(event_pt, seq, p.timestamp, ssrc, p.payload, p.marker).serialize()))
+            seq += 1
+        if not sender.active and not events:
+            packets.append((t, RtpPacket(0, seq, ts, ssrc, SILENCE).serialize()))
+            seq += 1
+        ts += 160
+        t = round(t + 0.02, 6)
+        if queued and handle.finished and now > lead_ms / 1000 + 0.3 and not sender.active:
+            break
+    for _ in range(10):  # a little trailing audio
+        packets.append((t, RtpPacket(0, seq, ts, ssrc, SILENCE).serialize()))
+        seq, ts, t = seq + 1, ts + 160, round(t + 0.02, 6)
+    return _write_rtp(path, packets)
+
+
+def inband_pcap(path: str, digits: str, *, tone_ms: int = 100, gap_ms: int = 150, lead_ms: int = 300,
+                ssrc: int = 0x5A5A5A5A) -> float:
+    """PCMU audio carrying the tones from :class:`roomtone.dtmf.tones.ToneGenerator`."""
+    gen = ToneGenerator(8000)
+    lead = gen.silence(lead_ms / 1000)
+    tones, _ = gen.sequence(digits, tone_ms / 1000, gap_ms / 1000)
+    audio = np.concatenate((lead, tones, gen.silence(0.3)))
+    audio = np.concatenate((audio, np.zeros(-len(audio) % 160, dtype=np.int16)))
+    payload = ulaw_encode(audio)
+    packets = [(1.0 + i * 0.02, RtpPacket(0, i + 1, 1000 + i * 160, ssrc, payload[i * 160:(i + 1) * 160],
+                                          marker=i == 0).serialize())
+               for i in range(len(payload) // 160)]
+    return _write_rtp(path, packets)
