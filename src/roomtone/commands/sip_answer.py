@@ -20,8 +20,9 @@ from roomtone.commands.sip_call import (
     options_from,
     print_digit,
     print_json,
+    run_checked,
 )
-from roomtone.dtmf.digits import DtmfError, parse_sequence
+from roomtone.dtmf.digits import DtmfError
 
 GROUP = "sip"
 log = logging.getLogger(__name__)
@@ -40,12 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dtmf:
-        try:
-            parse_sequence(args.dtmf)
-        except DtmfError as exc:
-            return fail(str(exc))
-    return asyncio.run(_run(args))
+    return run_checked(args, _run)
 
 
 async def _run(args: argparse.Namespace) -> int:

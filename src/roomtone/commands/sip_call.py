@@ -14,6 +14,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from roomtone.dtmf.digits import DtmfError, parse_sequence
 from roomtone.media.call import METHODS, CallOptions
@@ -92,6 +94,16 @@ def fail(message: str) -> int:
     return 1
 
 
+def run_checked(args: argparse.Namespace, main: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
+    """Reject a bad ``--dtmf`` before any socket is opened, then run ``main(args)``."""
+    if args.dtmf:
+        try:
+            parse_sequence(args.dtmf)
+        except DtmfError as exc:
+            return fail(str(exc))
+    return asyncio.run(main(args))
+
+
 # --- sip call ------------------------------------------------------------------------------
 
 
@@ -111,12 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dtmf:
-        try:
-            parse_sequence(args.dtmf)
-        except DtmfError as exc:
-            return fail(str(exc))
-    return asyncio.run(_run(args))
+    return run_checked(args, _run)
 
 
 async def _run(args: argparse.Namespace) -> int:
