@@ -12,7 +12,11 @@ callee answered with, keeping the RTP headers as written here (addresses and por
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +75,28 @@ def write_pcap(path: Path | str, frames: list[Frame], *, pcapng: bool = False, r
         for f in frames:
             w.writepkt(raw_ip(f) if raw else ethernet(f), ts=f.time)
     return path
+
+
+@contextlib.contextmanager
+def dumpcap(out_file: Path, port: int, interface: str = "lo") -> Iterator[subprocess.Popen[str]]:
+    """A real capture: dumpcap writing ``udp port <port>`` on ``interface`` to ``out_file`` (pcapng).
+
+    Returns once dumpcap has written its file header (it is capturing), plus a short settle; on
+    exit it is terminated, which flushes the file.
+    """
+    proc = subprocess.Popen(["dumpcap", "-q", "-i", interface, "-f", f"udp port {port}", "-w", str(out_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not out_file.exists() or out_file.stat().st_size == 0:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "dumpcap exited"
+            assert time.monotonic() < deadline, "dumpcap did not start"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 # ---------------------------------------------------------------- captures for the analyzer

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from roomtone.analyze import (
 from roomtone.cli import main
 from roomtone.dtmf.rfc4733 import EventPacket
 from roomtone.media.rtp import RtpPacket
-from tests.pcaps import Frame, invite_with_sdp, rtp_frames, sender_packets, write_pcap
+from tests.pcaps import Frame, dumpcap, invite_with_sdp, rtp_frames, sender_packets, write_pcap
 
 
 def ours(report: dict) -> dict:
@@ -205,28 +204,19 @@ def test_live_capture_by_dumpcap(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rx.bind(("127.0.0.1", 0))
     port = rx.getsockname()[1]
     out_file = tmp_path / "live.pcapng"
-    proc = subprocess.Popen(["dumpcap", "-q", "-i", interface, "-f", f"udp port {port}", "-w", str(out_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while not out_file.exists() or out_file.stat().st_size == 0:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "dumpcap exited"
-            assert time.monotonic() < deadline, "dumpcap did not start"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        events = sender_packets("4#", t0=0.0, ts0=1234)
-        start = time.monotonic()
-        with tx:
-            for n, e in enumerate(events):
-                time.sleep(max(0.0, e.send_at - (time.monotonic() - start)))
-                pkt = RtpPacket(payload_type=101, sequence=n, timestamp=e.timestamp, ssrc=0xCAFE,
-                                payload=e.payload, marker=e.marker)
-                tx.sendto(pkt.serialize(), ("127.0.0.1", port))
-        time.sleep(0.5)
+        with dumpcap(out_file, port, interface):
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            events = sender_packets("4#", t0=0.0, ts0=1234)
+            start = time.monotonic()
+            with tx:
+                for n, e in enumerate(events):
+                    time.sleep(max(0.0, e.send_at - (time.monotonic() - start)))
+                    pkt = RtpPacket(payload_type=101, sequence=n, timestamp=e.timestamp, ssrc=0xCAFE,
+                                    payload=e.payload, marker=e.marker)
+                    tx.sendto(pkt.serialize(), ("127.0.0.1", port))
+            time.sleep(0.5)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         rx.close()
     code, out, err = run_cli(capsys, str(out_file))
     assert code == 0, err

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from roomtone.cli import main
-from tests.pcaps import Frame, write_pcap
+from tests.pcaps import Frame, dumpcap, write_pcap
 
 from .test_call_ua import Pair
 
@@ -26,25 +24,13 @@ def analyze(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 async def test_live_call_with_info_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "call.pcapng"
     async with Pair() as p:
-        port = p.callee_ua.port
-        proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"udp port {port}", "-w", str(out_file)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 20
-            while not out_file.exists() or out_file.stat().st_size == 0:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else "dumpcap exited"
-                assert time.monotonic() < deadline, "dumpcap did not start"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
+        with dumpcap(out_file, p.callee_ua.port):  # blocks the loop only while dumpcap starts
             caller, callee = await p.call()
             await caller.send_dtmf("12#", method="info", tone_ms=100, gap_ms=50)
             bad = await caller.sip.info(b"Signal=Q\r\n", "application/dtmf-relay")
             assert bad.status == 400
             await caller.hangup()
             await asyncio.sleep(0.5)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
     code, out = analyze(capsys, str(out_file))
     assert code == 0
     assert "digits (sip-info): 12#" in out
