@@ -125,3 +125,23 @@ def test_reset_channels_starts_a_slot_afresh() -> None:
     # the reset channel: exactly a new detector fed only the new call's audio
     assert by_channel(after, 1) == by_channel(single(fresh, 8000, [len(fresh)]), 0)
     assert len(by_channel(after, 1)) > 0
+
+
+def test_empty_ticks_change_nothing() -> None:
+    # an empty (channels, 0) block, fed mid-digit (when the old bank raised IndexError) and at
+    # the start, leaves the events exactly as without it; so does an empty frame to one channel
+    xs = np.stack([signal(seed) for seed in (107, 3, 111, 50)])  # 107 and 111 hold many digits
+    bank = DtmfDetectorBank(4)
+    events: list[DtmfEvent] = bank.feed(np.zeros((4, 0), dtype=np.int16))
+    for k in range(0, xs.shape[1], 160):
+        events += bank.feed(xs[:, k:k + 160])
+        events += bank.feed(xs[:, :0])
+    events += bank.flush()
+    assert len(events) > 4
+    for c in range(4):
+        assert by_channel(events, c) == by_channel(single(xs[c], 8000, [xs.shape[1]]), 0)
+    det = DtmfDetector()
+    tones, _ = ToneGenerator().sequence("5", 0.08, 0.0)
+    got = det.feed(tones[:400]) + det.feed(np.zeros(0, dtype=np.int16)) + det.feed(b"") + det.feed(tones[400:])
+    got += det.flush()
+    assert [(e.kind, e.digit) for e in got] == [("started", "5"), ("ended", "5")]

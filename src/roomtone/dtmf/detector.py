@@ -179,6 +179,68 @@ def _atan(x: F64) -> F64:
     return np.where(big, np.where(x > 0, np.pi / 2, -np.pi / 2) - a, a)
 
 
+# Flags a state-machine step can raise (see _transition_table).
+_FRESH, _IS_CUR, _FIRST_MISS, _CONFIRM, _ENDED = 1, 2, 4, 8, 16
+_NO_STEP = 17  # input column for "this channel has no sub-block at this step" (ragged feeds)
+_INPUTS = 18  # decision + 1 (0 = no valid window, 1..16 = key code + 1), and _NO_STEP
+_FLAG_SHIFT = 32
+_STATE_MASK = (1 << _FLAG_SHIFT) - 1
+# the flags that write each register: candidate onset, reference energy, end estimate, onset
+_new_tuple = tuple.__new__
+_REG_FLAGS = np.array([_FRESH, _IS_CUR | _CONFIRM, _FIRST_MISS, _CONFIRM], dtype=np.int64)
+
+
+class _StateTable(NamedTuple):
+    step: I64  #: (states * _INPUTS,): next state | flags << _FLAG_SHIFT
+    cur: I64  #: per state: the digit sounding (-1: none)
+    miss: I64  #: per state: consecutive windows without it
+
+
+_TABLES: dict[tuple[int, int], _StateTable] = {}
+
+
+def _transition_table(on: int, off: int) -> _StateTable:
+    """The digit state machine as a lookup table, so a step for many channels is one ``take``.
+
+    A channel's discrete state is (digit sounding, candidate digit, candidate run, misses): a
+    finite set, and a step's outcome depends only on it and the window's decision. Building every
+    transition once (with the rules written out below, element-wise over all state/input pairs)
+    replaces about thirty array operations per 5 ms step by one gather. The sample positions and
+    levels that go with a state (onsets, end estimate, reference energy) are kept outside the table
+    and follow from the flags each step raises.
+    """
+    key = (on, off)
+    if key in _TABLES:
+        return _TABLES[key]
+    cur1, cand1, run, miss, k = np.meshgrid(np.arange(17), np.arange(17), np.arange(on), np.arange(off),
+                                            np.arange(_INPUTS), indexing="ij")
+    cur, cand, d = cur1 - 1, cand1 - 1, k - 1
+    is_cur = (cur >= 0) & (d == cur)
+    other = (d >= 0) & (d != cur)
+    same = other & (d == cand)
+    fresh = other & ~same
+    new_run = np.where(same, run + 1, np.where(other, 1, 0))
+    new_cand = np.where(other, d, -1)
+    active = cur >= 0
+    first_miss = active & ~is_cur & (miss == 0)
+    new_miss = np.where(is_cur, 0, np.where(active, miss + 1, 0))
+    confirm = new_run >= on  # a new digit starts (ending the one sounding, if any)
+    ended = active & ((new_miss >= off) | confirm)
+    nxt_cur = np.where(confirm, new_cand, np.where(ended, -1, cur))
+    nxt_cand = np.where(confirm, -1, new_cand)
+    nxt_run = np.where(confirm, 0, new_run)
+    nxt_miss = np.where(ended, 0, new_miss)
+    flags = (fresh * _FRESH) | (is_cur * _IS_CUR) | (first_miss * _FIRST_MISS) | (confirm * _CONFIRM) | (
+        ended * _ENDED)
+    state = (((cur1 * 17 + cand1) * on + run) * off + miss).astype(np.int64)
+    nxt = (((nxt_cur + 1) * 17 + (nxt_cand + 1)) * on + nxt_run) * off + nxt_miss
+    step = np.where(k == _NO_STEP, state, nxt | (flags.astype(np.int64) << _FLAG_SHIFT)).reshape(-1)
+    states = state[..., 0].reshape(-1)
+    table = _StateTable(step.astype(np.int64), states // (17 * on * off) - 1, states % off)
+    _TABLES[key] = table
+    return table
+
+
 class DtmfDetectorBank:
     """DTMF detection for ``channels`` independent audio streams at one sample rate.
 
@@ -218,6 +280,9 @@ class DtmfDetectorBank:
         self._rev_twist = 10 ** (cfg.max_reverse_twist_db / 10)
         self._norm_twist = 10 ** (-cfg.max_normal_twist_db / 10)
         self._coh2 = cfg.min_coherence**2
+        if cfg.on_windows < 1 or cfg.off_windows < 1:
+            raise DtmfError("on_windows and off_windows must be at least 1")
+        self._table = _transition_table(cfg.on_windows, cfg.off_windows)
         self.reset()
 
     def reset(self) -> None:
@@ -226,18 +291,14 @@ class DtmfDetectorBank:
         self._pending = np.zeros((c, self.block), dtype=np.int16)
         self._npending = np.zeros(c, dtype=np.int64)
         self._blocks = np.zeros(c, dtype=np.int64)  # sub-blocks processed per channel
-        self._h_re = np.zeros((_HIST, 8, c))  # last 3 sub-blocks' DFTs, time-major
-        self._h_im = np.zeros((_HIST, 8, c))
+        self._h_dft = np.zeros((_HIST, 16, c))  # last 3 sub-blocks' DFTs (re 0-7, im 8-15), time-major
         self._h_pw = np.zeros((_HIST, 8, c), dtype=np.float32)
         self._h_e = np.zeros((_HIST, c))
-        self._cur = np.full(c, -1, dtype=np.int64)
-        self._onset = np.zeros(c, dtype=np.int64)
-        self._cand = np.full(c, -1, dtype=np.int64)
-        self._cand_onset = np.zeros(c, dtype=np.int64)
-        self._run = np.zeros(c, dtype=np.int64)
-        self._miss = np.zeros(c, dtype=np.int64)
-        self._end_est = np.zeros(c, dtype=np.int64)
-        self._ref = np.zeros(c)
+        self._state = np.zeros(c, dtype=np.int64)  # digit state machine (see _transition_table); 0 = idle
+        self._onset = np.zeros(c, dtype=np.int64)  # of the digit sounding
+        self._cand_onset = np.zeros(c, dtype=np.int64)  # of the candidate
+        self._end_est = np.zeros(c, dtype=np.int64)  # where the digit sounding stopped, after a miss
+        self._ref = np.zeros(c)  # its sub-block energy
 
     def reset_channels(self, channels: Sequence[int] | npt.ArrayLike) -> None:
         """Make ``channels`` as good as new (a new call taking over a slot): their audio, digit
@@ -246,17 +307,14 @@ class DtmfDetectorBank:
         ix = np.asarray(channels, dtype=np.int64).reshape(-1)
         if ix.size and (ix.min() < 0 or ix.max() >= self.channels):
             raise DtmfError(f"channel index out of range 0-{self.channels - 1}: {ix.tolist()}")
-        self._h_re = self._h_re.copy()  # history may be a view of a previous call's arrays
-        self._h_im = self._h_im.copy()
+        self._h_dft = self._h_dft.copy()  # history may be a view of a previous call's arrays
         self._h_pw = self._h_pw.copy()
         self._h_e = self._h_e.copy()
-        for arr in (self._h_re, self._h_im, self._h_pw):
-            arr[:, :, ix] = 0.0
+        self._h_dft[:, :, ix] = 0.0
+        self._h_pw[:, :, ix] = 0.0
         self._h_e[:, ix] = 0.0
-        for state, value in ((self._npending, 0), (self._blocks, 0), (self._cur, -1), (self._onset, 0),
-                             (self._cand, -1), (self._cand_onset, 0), (self._run, 0), (self._miss, 0),
-                             (self._end_est, 0)):
-            state[ix] = value
+        for state in (self._npending, self._blocks, self._state, self._onset, self._cand_onset, self._end_est):
+            state[ix] = 0
         self._ref[ix] = 0.0
 
     # ------------------------------------------------------------------ input
@@ -268,6 +326,8 @@ class DtmfDetectorBank:
             if frames.shape[0] != self.channels:
                 raise DtmfError(f"expected {self.channels} channels, got an array of shape {frames.shape}")
             arr = _as_int16(frames)
+            if arr.shape[1] == 0:  # an empty tick: nothing new anywhere
+                return []
             if not self._npending.any() and arr.shape[1] % s == 0:
                 m = arr.shape[1] // s
                 blocks = arr.reshape(self.channels, m, s)
@@ -303,15 +363,14 @@ class DtmfDetectorBank:
     def flush(self) -> list[DtmfEvent]:
         """End of stream: close digits still sounding (their end is the last sample seen)."""
         events: list[DtmfEvent] = []
-        for ch in np.nonzero(self._cur >= 0)[0].tolist():
+        cur = self._table.cur[self._state]
+        miss = self._table.miss[self._state]
+        for ch in np.nonzero(cur >= 0)[0].tolist():
             now = int(self._blocks[ch]) * self.block + int(self._npending[ch])
-            end = int(self._end_est[ch]) if self._miss[ch] > 0 else now
-            events.append(DtmfEvent("ended", CANONICAL[int(self._cur[ch])], int(self._onset[ch]), end, now,
+            end = int(self._end_est[ch]) if miss[ch] > 0 else now
+            events.append(DtmfEvent("ended", CANONICAL[int(cur[ch])], int(self._onset[ch]), end, now,
                                     self.sample_rate, ch))
-        self._cur[:] = -1
-        self._cand[:] = -1
-        self._run[:] = 0
-        self._miss[:] = 0
+        self._state[:] = 0
         return events
 
     # ------------------------------------------------------------------ analysis
@@ -320,31 +379,33 @@ class DtmfDetectorBank:
         """Analyse ``blocks`` (channels, m, s); ``counts`` = valid sub-blocks per channel (None: all).
 
         Arrays are time-major, ``(sub-block, tone, channel)``, so the sliding window sums and the
-        per-tone arithmetic run on long contiguous rows. Cheap tests (level, twist, purity,
-        coverage) run on every window; the phase tests only on the few windows that pass them.
-        Each window's arithmetic is the same whichever subset it is computed in, so neither the
-        gating nor the batch can change a result.
+        per-tone arithmetic run on long contiguous rows; each is preceded by the last 3 sub-blocks
+        of the previous call (written into one buffer, not concatenated). Cheap tests (level,
+        twist, purity, coverage) run on every window; the phase tests only on the few windows that
+        pass them. Each window's arithmetic is the same whichever subset it is computed in, so
+        neither the gating nor the batch can change a result.
         """
         c, m, s = blocks.shape
+        ext_m = m + _HIST
         x = blocks.transpose(1, 0, 2).astype(np.float64)  # (m, c, s)
-        dft = np.matmul(self._basis_t, x.transpose(0, 2, 1))  # (m, 16, c), exact integers < 2^53
-        new_e = np.einsum("kcs,kcs->kc", x, x)  # (m, c), exact integer sums
-        new_re, new_im = dft[:, :8], dft[:, 8:]
-        d32 = dft.astype(np.float32)  # tone powers in single precision: half the memory traffic
-        re32, im32 = d32[:, :8], d32[:, 8:]
-        pw = np.concatenate((self._h_pw, re32 * re32 + im32 * im32), axis=0)  # (m+3, 8, c)
-        energy = np.concatenate((self._h_e, new_e), axis=0)  # (m+3, c)
-        h_re, h_im = self._h_re, self._h_im  # phasors before this call, for the phase tests
-        if counts is None and m >= _HIST:
-            self._h_re, self._h_im = new_re[m - _HIST:], new_im[m - _HIST:]
-            self._h_pw, self._h_e = pw[m:], energy[m:]
+        dft = np.empty((ext_m, 16, c))  # rows 0-2: history; exact integers < 2^53
+        dft[:_HIST] = self._h_dft
+        np.matmul(self._basis_t, x.transpose(0, 2, 1), out=dft[_HIST:])
+        energy = np.empty((ext_m, c))
+        energy[:_HIST] = self._h_e
+        np.einsum("kcs,kcs->kc", x, x, out=energy[_HIST:])  # exact integer sums
+        # tone powers in single precision (half the memory traffic): re^2 + im^2 in float32
+        sq = dft[_HIST:].astype(np.float32)
+        np.multiply(sq, sq, out=sq)
+        pw = np.empty((ext_m, 8, c), dtype=np.float32)
+        pw[:_HIST] = self._h_pw
+        np.add(sq[:, :8], sq[:, 8:], out=pw[_HIST:])
+        if counts is None:
+            self._h_dft, self._h_pw, self._h_e = dft[m:], pw[m:], energy[m:]
         else:
             cols = np.arange(c)[None, :]
-            rows = (counts[None, :] if counts is not None else m) + np.arange(_HIST)[:, None]  # (3, c)
-            re_all = np.concatenate((h_re, new_re), axis=0)
-            im_all = np.concatenate((h_im, new_im), axis=0)
-            self._h_re = re_all[rows, :, cols].transpose(0, 2, 1).copy()
-            self._h_im = im_all[rows, :, cols].transpose(0, 2, 1).copy()
+            rows = counts[None, :] + np.arange(_HIST)[:, None]  # (3, c)
+            self._h_dft = dft[rows, :, cols].transpose(0, 2, 1).copy()
             self._h_pw = pw[rows, :, cols].transpose(0, 2, 1).copy()
             self._h_e = energy[rows, cols]
 
@@ -365,8 +426,8 @@ class DtmfDetectorBank:
         # unlike a 5 ms DFT bin it has no leakage from the other tone, so it also places onsets and
         # ends to a few samples. Reference: mean of the two largest sub-block energies (the
         # tones' cross-term makes full sub-blocks vary by about ±10%).
-        lead = np.zeros((m, c))  # sub-blocks of the window before the signal starts
-        ref = np.zeros((m, c))
+        code = np.zeros(0, dtype=np.int64)
+        lead = ref = np.zeros(0)
         if len(ch):
             w0, w1, w2, w3 = e0[j, ch], e1[j, ch], e2[j, ch], e3[j, ch]
             a, b = np.maximum(w0, w1), np.minimum(w0, w1)
@@ -375,178 +436,153 @@ class DtmfDetectorBank:
             inv = 1.0 / np.where(r > 0, r, 1.0)
             f0, f1, f2, f3 = (np.minimum(w0 * inv, 1.0), np.minimum(w1 * inv, 1.0),
                               np.minimum(w2 * inv, 1.0), np.minimum(w3 * inv, 1.0))
-            cov = f0 + f1 + f2 + f3
+            keep = f0 + f1 + f2 + f3 >= self.config.min_coverage
+            j, ch, r = j[keep], ch[keep], r[keep]
+            f0, f1, f2, f3 = f0[keep], f1[keep], f2[keep], f3[keep]
             # where the signal starts: the leading sub-blocks' shortfall, up to the first one that
             # is (nearly) full; summing every sub-block's shortfall instead would count the
             # cross-term's ±10% wobble of each full one as a later start
-            lead[j, ch] = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
-            ref[j, ch] = r
-            keep = cov >= self.config.min_coverage
-            j, ch = j[keep], ch[keep]
-
-        decision = np.full((m, c), -1, dtype=np.int64)
+            lead = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
+            ref = r
         if len(ch):
-            qs = q[j, :, ch].T  # (8, n)
-            lo = np.argmax(qs[:4], axis=0)
-            hi = 4 + np.argmax(qs[4:], axis=0)
-            ok = np.ones(len(ch), dtype=bool)
-            devs = []
-            # sub-block j+k of the extended sequence: history for j+k < 3, else this call's
-            in_hist = [j + k < _HIST for k in range(_WINDOW)]
-            hk = [np.minimum(j + k, _HIST - 1) for k in range(_WINDOW)]
-            nk = [np.maximum(j + k - _HIST, 0) for k in range(_WINDOW)]
-            for t in (lo, hi):
-                # the tone's 4 sub-block phasors in this window, oldest first
-                r = [np.where(in_hist[k], h_re[hk[k], t, ch], new_re[nk[k], t, ch]) for k in range(_WINDOW)]
-                i = [np.where(in_hist[k], h_im[hk[k], t, ch], new_im[nk[k], t, ch]) for k in range(_WINDOW)]
-                # phase advance between consecutive sub-blocks: sum of P[k+1] * conj(P[k])
-                zr = (r[1] * r[0] + i[1] * i[0]) + (r[2] * r[1] + i[2] * i[1]) + (r[3] * r[2] + i[3] * i[2])
-                zi = (i[1] * r[0] - r[1] * i[0]) + (i[2] * r[1] - r[2] * i[1]) + (i[3] * r[2] - r[3] * i[2])
-                # un-rotate by the nominal advance: the angle left is the frequency error
-                ur = zr * self._rot_c[t] + zi * self._rot_s[t]
-                ui = zi * self._rot_c[t] - zr * self._rot_s[t]
-                qt = qs[t, np.arange(len(ch))].astype(np.float64)
-                ok &= (ur > 0) & (ui * ui <= self._tan2[t] * (ur * ur))
-                ok &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
-                # relative frequency error of this tone (angle / nominal advance)
-                devs.append(_atan(ui / np.where(ur > 0, ur, 1.0)) / self._advance[t])
+            qs = q[j, :, ch]  # (n, 8)
+            lo = np.argmax(qs[:, :4], axis=1)
+            hi = 4 + np.argmax(qs[:, 4:], axis=1)
+            t2 = np.stack((lo, hi), axis=1)  # (n, 2): the window's two tones
+            # their 4 sub-block phasors, oldest first: (n, [re lo, re hi, im lo, im hi], 4)
+            g = dft[j[:, None, None] + np.arange(_WINDOW), np.concatenate((t2, t2 + 8), axis=1)[:, :, None],
+                    ch[:, None, None]]
+            r0, r1, r2, r3 = g[:, :2, 0], g[:, :2, 1], g[:, :2, 2], g[:, :2, 3]
+            i0, i1, i2, i3 = g[:, 2:, 0], g[:, 2:, 1], g[:, 2:, 2], g[:, 2:, 3]
+            # phase advance between consecutive sub-blocks: sum of P[k+1] * conj(P[k])
+            zr = (r1 * r0 + i1 * i0) + (r2 * r1 + i2 * i1) + (r3 * r2 + i3 * i2)
+            zi = (i1 * r0 - r1 * i0) + (i2 * r1 - r2 * i1) + (i3 * r2 - r3 * i2)
+            # un-rotate by the nominal advance: the angle left is the frequency error
+            rot_c, rot_s = self._rot_c[t2], self._rot_s[t2]
+            ur = zr * rot_c + zi * rot_s
+            ui = zi * rot_c - zr * rot_s
+            qt = np.take_along_axis(qs, t2, axis=1).astype(np.float64)
+            ok2 = (ur > 0) & (ui * ui <= self._tan2[t2] * (ur * ur))
+            ok2 &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
+            # relative frequency error of each tone (angle / nominal advance)
+            dev = _atan(ui / np.where(ur > 0, ur, 1.0)) / self._advance[t2]
             # Q.24's worst accepted case has the tones 3% apart in relative error (−1.5%, +1.5%);
             # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6
-            ok &= np.abs(devs[1] - devs[0]) <= self.config.max_deviation_spread
-            decision[j[ok], ch[ok]] = _CODE_TABLE[lo[ok], hi[ok] - 4]
-        if len(ch) or (self._cur >= 0).any() or (self._run > 0).any():
-            # window j covers sub-blocks blocks0+j-3 .. blocks0+j; its end sample:
-            events = self._run_states(decision.T, lead, ref, (e0, e1, e2, e3), counts)
-        else:
-            events = []
+            ok = ok2[:, 0] & ok2[:, 1] & (np.abs(dev[:, 1] - dev[:, 0]) <= self.config.max_deviation_spread)
+            j, ch, lead, ref = j[ok], ch[ok], lead[ok], ref[ok]
+            code = _CODE_TABLE[lo[ok], hi[ok] - 4]
+        events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
         self._blocks += m if counts is None else counts
         return events
 
-    def _run_states(
-        self, decision: I64, lead: F64, ref_mc: F64, energies: tuple[F64, F64, F64, F64],
-        counts: I64 | None,
-    ) -> list[DtmfEvent]:
-        """Advance each channel's digit state machine window by window; return the events.
+    def _run_states(self, m: int, j: I64, ch: I64, code: I64, lead: F64, ref: F64, energy: F64,
+                    counts: I64 | None) -> list[DtmfEvent]:
+        """Advance each channel's digit state machine over the ``m`` windows; return the events.
 
-        Only channels with something going on (a valid window in this call, a digit sounding or a
-        candidate pending) are touched; for the others nothing would change.
+        ``(j, ch)`` are the windows holding a digit (``code``), with their leading shortfall and
+        reference energy. Only channels with a valid window or a non-idle state are touched; for
+        the others nothing would change. The discrete state advances by table lookup, one gather
+        per window for all those channels; the positions and levels that go with it are then read
+        off the step flags for every window at once ("the value written at the latest step that
+        raised flag F"), so the Python work per call does not grow with the number of channels.
         """
-        cfg = self.config
+        tab = self._table
         s = self.block
-        need = (decision >= 0).any(axis=1) | (self._cur >= 0) | (self._run > 0)
-        # a digit that simply goes on sounding through every window of this call: its state
-        # after the loop below would be miss 0, no candidate, reference from the last window
-        steady = (self._cur >= 0) & (decision == self._cur[:, None]).all(axis=1)
-        if counts is not None:
-            steady &= counts == decision.shape[1]
-        if steady.any():
-            self._miss[steady] = 0
-            self._run[steady] = 0
-            self._cand[steady] = -1
-            self._ref[steady] = ref_mc[-1, steady]
-            need &= ~steady
-        idx = np.nonzero(need)[0]
-        if not len(idx):
+        mark = self._state != 0
+        mark[ch] = True
+        sel = np.flatnonzero(mark)
+        n = len(sel)
+        if not n:
             return []
-        whole = len(idx) == len(need)
-        m = decision.shape[1]
-        if not whole:
-            decision = decision[idx]
-            lead, ref_mc = lead[:, idx], ref_mc[:, idx]
-            energies = (energies[0][:, idx], energies[1][:, idx], energies[2][:, idx], energies[3][:, idx])
-            counts = None if counts is None else counts[idx]
-        # window j of a channel ends at sample (blocks + j + 1) * s; the signal fills the last
-        # coverage * s samples of it (the onset estimate if this window starts a digit)
-        win_end = (self._blocks[idx][:, None] + np.arange(1, m + 1)[None, :]) * s
-        onset_est = win_end - _WINDOW * s + np.rint(lead.T * s).astype(np.int64)
-        ref = ref_mc.T
-        e_win = np.stack([e.T for e in energies], axis=2)  # (channels, m, 4)
-        cur, onset, cand, cand_onset = self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx]
-        run, miss, end_est, ref_pow = self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx]
-        events: list[DtmfEvent] = []
-        interesting: npt.NDArray[np.bool_] = np.asarray((decision >= 0).any(axis=0))
-        busy = bool((cur >= 0).any() or (run > 0).any())
-        j = 0
-        while j < m:
-            if not busy:
-                ahead = np.nonzero(interesting[j:])[0]
+        p = np.searchsorted(sel, ch)
+        blocks0 = self._blocks[sel]
+        inp = np.zeros((n, m), dtype=np.int64)  # table input: code + 1 (0: no digit here)
+        inp[p, j] = code + 1
+        # window j ends at sample (blocks + j + 1) * s; the signal fills its last 4 - lead sub-blocks
+        onset_est = np.zeros((n, m), dtype=np.int64)
+        onset_est[p, j] = (blocks0[p] + j + 1) * s - _WINDOW * s + np.rint(lead * s).astype(np.int64)
+        ref_w = np.zeros((n, m))
+        ref_w[p, j] = ref
+        if counts is not None:
+            inp[np.arange(m)[None, :] >= counts[sel][:, None]] = _NO_STEP
+        # the discrete state, window by window (skipping stretches where every channel idles)
+        st0 = self._state[sel]
+        out = np.zeros((n, m), dtype=np.int64)
+        table = tab.step
+        st = st0
+        any_digit: npt.NDArray[np.bool_] | None = None
+        k = 0
+        while k < m:
+            if k > 3 and not st.any():
+                if any_digit is None:
+                    any_digit = np.asarray(((inp > 0) & (inp < _NO_STEP)).any(axis=0))
+                ahead = np.flatnonzero(any_digit[k:])
                 if not len(ahead):
                     break
-                j += int(ahead[0])
-            live = None if counts is None else (j < counts)
-            d = decision[:, j]
-            is_cur = (cur >= 0) & (d == cur)
-            other = (d >= 0) & (d != cur)
-            same = other & (d == cand)
-            fresh = other & ~same
-            new_run = np.where(same, run + 1, np.where(other, 1, 0))
-            new_cand_onset = np.where(fresh, onset_est[:, j], cand_onset)
-            new_cand = np.where(other, d, -1)
-            active = cur >= 0
-            first_miss = active & ~is_cur & (miss == 0)
-            if live is not None:
-                first_miss &= live
-            if first_miss.any():
-                ix = np.nonzero(first_miss)[0]
-                rr = ref_pow[ix]
-                f = np.minimum(e_win[ix, j, :] / np.where(rr > 0, rr, 1.0)[:, None], 1.0)
-                # where the tone stops: the trailing sub-blocks' shortfall, back to the first
-                # (nearly) full one
-                tail = (1.0 - f[:, 3]) + (f[:, 3] < _FULL) * ((1.0 - f[:, 2]) + (f[:, 2] < _FULL) * (
-                    (1.0 - f[:, 1]) + (f[:, 1] < _FULL) * (1.0 - f[:, 0])))
-                end_est = end_est.copy()
-                end_est[ix] = win_end[ix, j] - np.rint(tail * s).astype(np.int64)
-            new_miss = np.where(is_cur, 0, np.where(active, miss + 1, 0))
-            new_ref = np.where(is_cur, ref[:, j], ref_pow)
-            confirm = new_run >= cfg.on_windows
-            ended = active & ((new_miss >= cfg.off_windows) | confirm)
-            if live is not None:
-                # channels without a sub-block at step j keep their state
-                new_run = np.where(live, new_run, run)
-                new_cand_onset = np.where(live, new_cand_onset, cand_onset)
-                new_cand = np.where(live, new_cand, cand)
-                new_miss = np.where(live, new_miss, miss)
-                new_ref = np.where(live, new_ref, ref_pow)
-                confirm &= live
-                ended &= live
-            run, cand, cand_onset, miss, ref_pow = new_run, new_cand, new_cand_onset, new_miss, new_ref
-            if ended.any() or confirm.any():
-                ks = np.nonzero(ended | confirm)[0]
-                em, cm = ended[ks], confirm[ks]
-                # a digit replaced by another one ends where the new one starts
-                ends = np.where(cm, np.minimum(end_est[ks], cand_onset[ks]), end_est[ks])
-                ends = np.maximum(ends, onset[ks] + 1)
-                rate = self.sample_rate
-                cols = zip(idx[ks].tolist(), win_end[ks, j].tolist(), cur[ks].tolist(), onset[ks].tolist(),
-                           ends.tolist(), cand[ks].tolist(), cand_onset[ks].tolist(), em.tolist(), cm.tolist(),
-                           strict=True)
-                for ch, now, code, start, end, new_code, new_start, is_end, is_start in cols:
-                    if is_end:
-                        events.append(DtmfEvent("ended", CANONICAL[code], start, end, now, rate, ch))
-                    if is_start:
-                        events.append(DtmfEvent("started", CANONICAL[new_code], new_start, None, now, rate, ch))
-                cur = cur.copy()
-                onset = onset.copy()
-                ke = ks[em]
-                cur[ke] = -1
-                miss[ke] = 0
-                kc = ks[cm]
-                cur[kc] = cand[kc]
-                onset[kc] = cand_onset[kc]
-                ref_pow[kc] = ref[kc, j]
-                run[kc] = 0
-                cand[kc] = -1
-            busy = bool((cur >= 0).any() or (run > 0).any())
-            j += 1
-        if not busy:
-            run = np.zeros_like(run)
-            cand = np.full_like(cand, -1)
-        if whole:
-            self._cur, self._onset, self._cand, self._cand_onset = cur, onset, cand, cand_onset
-            self._run, self._miss, self._end_est, self._ref = run, miss, end_est, ref_pow
-        else:
-            self._cur[idx], self._onset[idx], self._cand[idx], self._cand_onset[idx] = cur, onset, cand, cand_onset
-            self._run[idx], self._miss[idx], self._end_est[idx], self._ref[idx] = run, miss, end_est, ref_pow
+                k += int(ahead[0])
+            v = table[st * _INPUTS + inp[:, k]]
+            out[:, k] = v
+            st = v & _STATE_MASK
+            k += 1
+        flags = out >> _FLAG_SHIFT
+        # registers (n, m) after each step = the value written at the latest step (of this call)
+        # that raised the register's flag, else the value before the call
+        last = np.where((flags[None] & _REG_FLAGS[:, None, None]) != 0, np.arange(m), -1)  # (4, n, m)
+        np.maximum.accumulate(last, axis=2, out=last)
+        has = last >= 0
+        at = np.maximum(last, 0)
+        at += (np.arange(n) * m)[:, None]  # flat index into an (n, m) array
+        # reference energy: the last window the digit sounded (or started) in
+        ref0 = self._ref[sel]
+        ref_after = np.where(has[1], ref_w.ravel()[at[1]], ref0[:, None])
+        # end estimate, at each first miss: the window's trailing sub-blocks' shortfall against the
+        # reference, back to the first (nearly) full one
+        end_val = np.zeros((n, m), dtype=np.int64)
+        fc, fj = np.nonzero(flags & _FIRST_MISS)
+        if len(fc):
+            rr = np.where(fj > 0, ref_after[fc, fj - 1], ref0[fc])
+            cols = sel[fc]
+            f = np.minimum(energy[fj[:, None] + np.arange(_WINDOW), cols[:, None]] / np.where(rr > 0, rr, 1.0)[:, None],
+                           1.0)
+            tail = (1.0 - f[:, 3]) + (f[:, 3] < _FULL) * ((1.0 - f[:, 2]) + (f[:, 2] < _FULL) * (
+                (1.0 - f[:, 1]) + (f[:, 1] < _FULL) * (1.0 - f[:, 0])))
+            end_val[fc, fj] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
+        end_est = np.where(has[2], end_val.ravel()[at[2]], self._end_est[sel][:, None])
+        # candidate onset: set where a candidate run starts; a digit's onset: its candidate's
+        cand_onset = np.where(has[0], onset_est.ravel()[at[0]], self._cand_onset[sel][:, None])
+        onset0 = self._onset[sel]
+        onset_after = np.where(has[3], cand_onset.ravel()[at[3]], onset0[:, None])
+
+        events: list[DtmfEvent] = []
+        ej, ec = np.nonzero((flags & (_CONFIRM | _ENDED)).T)  # in time order, then channel
+        if len(ec):
+            fl = flags[ec, ej]
+            first = ej == 0
+            prev = np.maximum(ej - 1, 0)
+            before = np.where(first, st0[ec], out[ec, prev] & _STATE_MASK)
+            start = np.where(first, onset0[ec], onset_after[ec, prev])
+            new_start = cand_onset[ec, ej]
+            confirm = (fl & _CONFIRM) != 0
+            # a digit replaced by another one ends where the new one starts
+            ends = end_est[ec, ej]
+            ends = np.maximum(np.where(confirm, np.minimum(ends, new_start), ends), start + 1)
+            new_code = inp[ec, ej] - 1
+            rows = zip(sel[ec].tolist(), ((blocks0[ec] + ej + 1) * s).tolist(), tab.cur[before].tolist(),
+                       start.tolist(), ends.tolist(), new_code.tolist(), new_start.tolist(),
+                       (fl & _ENDED).tolist(), confirm.tolist(), strict=True)
+            rate = self.sample_rate
+            add = events.append
+            for chan, now, cur, begin, end, code_new, begin_new, is_end, is_start in rows:
+                # tuple.__new__: the named tuple's own constructor, without its Python-level wrapper
+                if is_end:
+                    add(_new_tuple(DtmfEvent, ("ended", CANONICAL[cur], begin, end, now, rate, chan)))
+                if is_start:
+                    add(_new_tuple(DtmfEvent, ("started", CANONICAL[code_new], begin_new, None, now, rate, chan)))
+        self._state[sel] = st
+        self._cand_onset[sel] = cand_onset[:, -1]
+        self._ref[sel] = ref_after[:, -1]
+        self._end_est[sel] = end_est[:, -1]
+        self._onset[sel] = onset_after[:, -1]
         return events
 
 
