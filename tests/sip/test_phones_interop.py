@@ -14,7 +14,7 @@ import pytest
 
 from roomtone.sip.auth import Challenger
 from roomtone.sip.sdp import SdpSession, SessionDescription, parse_sdp
-from roomtone.sip.ua import CallState, DigestAuthenticator, Reply, UserAgent
+from roomtone.sip.ua import CallState, DigestAuthenticator, Reply
 
 pytestmark = pytest.mark.interop
 
@@ -32,14 +32,6 @@ def phones():
     from tests.phones import baresip, pjsua
 
     return baresip, pjsua
-
-
-@pytest.fixture
-async def ua():
-    agent = UserAgent("127.0.0.1", 0, user="roomtone")
-    await agent.start()
-    yield agent
-    await agent.close()
 
 
 def answering(session: SdpSession, infos: list | None = None):

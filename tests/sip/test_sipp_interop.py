@@ -34,28 +34,26 @@ def sdp(direction: str = "sendrecv", version: int = 1) -> bytes:
     return SDP.replace(b"{v}", str(version).encode()).replace(b"{d}", direction.encode())
 
 
-@pytest.fixture
-async def ua():
-    agent = UserAgent("127.0.0.1", 0, user="roomtone")
-    await agent.start()
-    yield agent
-    await agent.close()
-
-
 def start_sipp(scenario: str, remote: str | None = None, **kw) -> Sipp:
     """SIPp running ``tests/sip/scenarios/<scenario>`` with roomtone's user as its service."""
     kw.setdefault("timeout", 20)
     return Sipp(scenario_file(scenario), remote, service="roomtone", **kw)
 
 
-async def sipp_calls(ua: UserAgent, scenario: str, transport: str = "u1", **kw):
-    s = start_sipp(scenario, f"127.0.0.1:{ua.port}", transport=transport, **kw)
+async def sipp_verdict(s: Sipp, body=None):
+    """Run ``body(s)`` (roomtone's side, if any) while SIPp runs, then require SIPp's success."""
     try:
+        if body is not None:
+            await body(s)
         result = await s.finished()
     finally:
         s.close()
     assert result.ok, result.report()
     return result
+
+
+async def sipp_calls(ua: UserAgent, scenario: str, transport: str = "u1", **kw):
+    return await sipp_verdict(start_sipp(scenario, f"127.0.0.1:{ua.port}", transport=transport, **kw))
 
 
 # ------------------------------------------------------------------ roomtone as UAS
@@ -172,14 +170,7 @@ async def test_sipp_answers_401_challenge(ua):
 
 
 async def with_sipp_uas(scenario: str, body, transport: str = "u1", **kw):
-    s = start_sipp(scenario, transport=transport, **kw)
-    try:
-        await body(s)
-        result = await s.finished()
-    finally:
-        s.close()
-    assert result.ok, result.report()
-    return result
+    return await sipp_verdict(start_sipp(scenario, transport=transport, **kw), body)
 
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
