@@ -141,18 +141,29 @@ def client_key(msg: SipMessage) -> tuple:
     return (msg.top_via.branch, msg.cseq[1])
 
 
+def _same_hop(invite: Request, method: str, to: str) -> Request:
+    """A request that follows the INVITE's own hop: its Request-URI, top Via (same branch), Route
+    set, From, Call-ID and CSeq number, with ``method`` and ``to`` (§9.1, §17.1.1.3)."""
+    req = Request(method, invite.uri)
+    req.add("Via", invite.get_all("via")[0])
+    for v in invite.raw("route"):
+        req.add("Route", v)
+    req.add("Max-Forwards", "70")
+    req.add("From", invite.get("from") or "")
+    req.add("To", to)
+    req.add("Call-ID", invite.call_id)
+    req.add("CSeq", f"{invite.cseq[0]} {method}")
+    return req
+
+
 def make_ack(invite: Request, response: Response) -> Request:
     """The ACK for a non-2xx final response (§17.1.1.3): same branch, To from the response."""
-    ack = Request("ACK", invite.uri)
-    ack.add("Via", invite.get_all("via")[0])
-    for v in invite.raw("route"):
-        ack.add("Route", v)
-    ack.add("Max-Forwards", "70")
-    ack.add("From", invite.get("from") or "")
-    ack.add("To", response.get("to") or "")
-    ack.add("Call-ID", invite.call_id)
-    ack.add("CSeq", f"{invite.cseq[0]} ACK")
-    return ack
+    return _same_hop(invite, "ACK", response.get("to") or "")
+
+
+def make_cancel(invite: Request) -> Request:
+    """The CANCEL for a pending INVITE (§9.1): same branch, To as in the INVITE (no tag)."""
+    return _same_hop(invite, "CANCEL", invite.get("to") or "")
 
 
 class _Base:

@@ -118,6 +118,7 @@ from roomtone.sip.transaction import (
     TransactionLayer,
     TransactionTerminated,
     TransactionTimeout,
+    make_cancel,
 )
 from roomtone.sip.transport import DEFAULT_PORTS, Address, SipTransport, resolve
 
@@ -783,15 +784,7 @@ class UserAgent:
             return
         call._cancel_sent = tx  # one CANCEL per INVITE, however many 1xx follow
         inv = tx.request
-        cancel = Request("CANCEL", inv.uri)
-        cancel.add("Via", inv.get_all("via")[0])
-        for v in inv.raw("route"):
-            cancel.add("Route", v)
-        cancel.add("Max-Forwards", "70")
-        cancel.add("From", inv.get("from") or "")
-        cancel.add("To", inv.get("to") or "")
-        cancel.add("Call-ID", inv.call_id)
-        cancel.add("CSeq", f"{inv.cseq[0]} CANCEL")
+        cancel = make_cancel(inv)
         ctx = self.layer.send_request(cancel, tx.dest, tx.dest.reliable, self.now())
         assert self._loop is not None
         self._pending[ctx] = _Pending(self._loop.create_future())
