@@ -288,9 +288,7 @@ class SipTransport:
             self._udp.transport.sendto(data, (dest.host, dest.port))
             return
         key = (dest.transport, dest.host, dest.port)
-        conn = self._conns.get(key)
-        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-            conn.transport.write(data)
+        if self._write_open(key, data):
             return
         if isinstance(message, Response):
             # the request's connection is gone: open one to its Via sent-by (§18.2.2), not to
@@ -302,9 +300,7 @@ class SipTransport:
             except SipSyntaxError:
                 pass
             key = (dest.transport, dest.host, dest.port)
-            conn = self._conns.get(key)
-            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.write(data)
+            if self._write_open(key, data):
                 return
         pending = self._pending.get(key)
         if pending is not None:
@@ -314,6 +310,14 @@ class SipTransport:
         task = asyncio.get_running_loop().create_task(self._connect(message, dest))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _write_open(self, key: tuple[str, str, int], data: bytes) -> bool:
+        """Write ``data`` on the open stream connection for ``key``; False if there is none."""
+        conn = self._conns.get(key)
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return False
+        conn.transport.write(data)
+        return True
 
     async def _connect(self, message: Request | Response, dest: Address) -> None:
         key = (dest.transport, dest.host, dest.port)
