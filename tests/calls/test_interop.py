@@ -64,6 +64,14 @@ class Roomtone:
     async def call(self, uri: str) -> MediaCall:
         return await place_call(self.ua, self.engine, uri, self.options)
 
+    async def called_by_pjsua(self, pj) -> MediaCall:
+        """``pj`` calls us; our side of the call once pjsua2 reports the call up and media on."""
+        await asyncio.to_thread(pj.call, self.uri)
+        call = await self.next_call()
+        await asyncio.to_thread(pj.wait_state, "CONFIRMED")
+        await asyncio.to_thread(pj.wait_event, "media", active=True)
+        return call
+
 
 async def received(call: MediaCall, n: int, timeout: float = 15.0) -> list[tuple[str, str]]:
     """The first ``n`` digits the call reports (fewer if they do not come in time)."""
@@ -162,10 +170,7 @@ async def test_roomtone_sends_all_three_methods_to_baresip():
 async def test_pjsua_sends_all_three_methods_to_roomtone():
     async with Roomtone() as rt:
         with pjsua_phone() as pj:
-            await asyncio.to_thread(pj.call, rt.uri)
-            call = await rt.next_call()
-            await asyncio.to_thread(pj.wait_state, "CONFIRMED")
-            await asyncio.to_thread(pj.wait_event, "media", active=True)
+            call = await rt.called_by_pjsua(pj)
             await asyncio.to_thread(pj.send_dtmf, "12AB", method="rfc4733")
             assert await received(call, 4) == [(d, "rfc4733") for d in "12AB"]
             await asyncio.to_thread(pj.send_dtmf, "3#", method="info")
@@ -221,10 +226,7 @@ async def test_a_phone_sending_each_key_by_two_methods_is_heard_once_per_press()
     both ways at once; roomtone reports each press once, named by the method that came first."""
     async with Roomtone() as rt:
         with pjsua_phone() as pj:
-            await asyncio.to_thread(pj.call, rt.uri)
-            call = await rt.next_call()
-            await asyncio.to_thread(pj.wait_state, "CONFIRMED")
-            await asyncio.to_thread(pj.wait_event, "media", active=True)
+            call = await rt.called_by_pjsua(pj)
             for d in "383":
                 await asyncio.gather(asyncio.to_thread(pj.send_dtmf, d, method="rfc4733"),
                                      asyncio.to_thread(pj.send_dtmf, d, method="info"))
