@@ -234,12 +234,9 @@ class Baresip:
         return ev
 
     def wait_digits(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.dtmf) < count:
-            if time.monotonic() > deadline:
-                got = "".join(d["digit"] for d in self.dtmf.snapshot())
-                raise PhoneError(f"baresip received {got!r}, expected {count} digits{self.proc.tail()}")
-            self.dtmf.wait(lambda e: False, 0.05)
+        if not self.dtmf.wait_count(count, timeout):
+            got = "".join(d["digit"] for d in self.dtmf.snapshot())
+            raise PhoneError(f"baresip received {got!r}, expected {count} digits{self.proc.tail()}")
         return self.dtmf.snapshot()
 
     def close(self) -> None:

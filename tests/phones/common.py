@@ -89,6 +89,17 @@ class EventLog:
                     return None
                 self._cond.wait(left)
 
+    def wait_count(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` events are logged; False if ``timeout`` s pass first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._events) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._events)

@@ -129,12 +129,9 @@ class Pjsua:
         return self.wait_event("call_state", timeout, state=state)
 
     def wait_digits(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.dtmf) < count:
-            if time.monotonic() > deadline:
-                got = "".join(d["digit"] for d in self.dtmf.snapshot())
-                raise PhoneError(f"pjsua2 received {got!r}, expected {count} digits{self.tail()}")
-            self.dtmf.wait(lambda e: False, 0.05)
+        if not self.dtmf.wait_count(count, timeout):
+            got = "".join(d["digit"] for d in self.dtmf.snapshot())
+            raise PhoneError(f"pjsua2 received {got!r}, expected {count} digits{self.tail()}")
         return self.dtmf.snapshot()
 
     def close(self) -> None:
