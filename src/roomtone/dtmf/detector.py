@@ -77,6 +77,7 @@ I64 = npt.NDArray[np.int64]
 _BASIS_SCALE = 2.0**14
 _WINDOW = 4  # sub-blocks per analysis window
 _HIST = _WINDOW - 1
+_RING = _HIST + 32  # sub-blocks of DFTs kept per channel (history + room for calls to come)
 _FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
 
@@ -191,9 +192,9 @@ _REG_FLAGS = np.array([_FRESH, _IS_CUR | _CONFIRM, _FIRST_MISS, _CONFIRM], dtype
 
 
 class _StateTable(NamedTuple):
-    step: I64  #: (states * _INPUTS,): next state | flags << _FLAG_SHIFT
-    cur: I64  #: per state: the digit sounding (-1: none)
-    miss: I64  #: per state: consecutive windows without it
+    step: I64  #: at state + input: next state | flags << _FLAG_SHIFT
+    cur: I64  #: at state (+ any input): the digit sounding (-1: none)
+    miss: I64  #: at state (+ any input): consecutive windows without it
 
 
 _TABLES: dict[tuple[int, int], _StateTable] = {}
@@ -232,11 +233,11 @@ def _transition_table(on: int, off: int) -> _StateTable:
     nxt_miss = np.where(ended, 0, new_miss)
     flags = (fresh * _FRESH) | (is_cur * _IS_CUR) | (first_miss * _FIRST_MISS) | (confirm * _CONFIRM) | (
         ended * _ENDED)
-    state = (((cur1 * 17 + cand1) * on + run) * off + miss).astype(np.int64)
-    nxt = (((nxt_cur + 1) * 17 + (nxt_cand + 1)) * on + nxt_run) * off + nxt_miss
+    # a state is stored as its row offset in the table (state number * _INPUTS): one add per step
+    state = (((cur1 * 17 + cand1) * on + run) * off + miss).astype(np.int64) * _INPUTS
+    nxt = ((((nxt_cur + 1) * 17 + (nxt_cand + 1)) * on + nxt_run) * off + nxt_miss) * _INPUTS
     step = np.where(k == _NO_STEP, state, nxt | (flags.astype(np.int64) << _FLAG_SHIFT)).reshape(-1)
-    states = state[..., 0].reshape(-1)
-    table = _StateTable(step.astype(np.int64), states // (17 * on * off) - 1, states % off)
+    table = _StateTable(step.astype(np.int64), cur.reshape(-1), miss.reshape(-1))
     _TABLES[key] = table
     return table
 
@@ -291,9 +292,13 @@ class DtmfDetectorBank:
         self._pending = np.zeros((c, self.block), dtype=np.int16)
         self._npending = np.zeros(c, dtype=np.int64)
         self._blocks = np.zeros(c, dtype=np.int64)  # sub-blocks processed per channel
-        self._h_dft = np.zeros((_HIST, 16, c))  # last 3 sub-blocks' DFTs (re 0-7, im 8-15), time-major
-        self._h_pw = np.zeros((_HIST, 8, c), dtype=np.float32)
-        self._h_e = np.zeros((_HIST, c))
+        # per sub-block, time-major: DFTs (re 0-7, im 8-15), tone powers, energies. Each call's
+        # sub-blocks are written after the last 3 of the previous call (its history), so a window
+        # spanning both is a plain slice; the last 3 rows move to the front only when full.
+        self._ring_dft = np.zeros((_RING, 16, c))
+        self._ring_pw = np.zeros((_RING, 8, c), dtype=np.float32)
+        self._ring_e = np.zeros((_RING, c))
+        self._pos = 0  # history = rows pos .. pos + 2
         self._state = np.zeros(c, dtype=np.int64)  # digit state machine (see _transition_table); 0 = idle
         self._onset = np.zeros(c, dtype=np.int64)  # of the digit sounding
         self._cand_onset = np.zeros(c, dtype=np.int64)  # of the candidate
@@ -307,12 +312,10 @@ class DtmfDetectorBank:
         ix = np.asarray(channels, dtype=np.int64).reshape(-1)
         if ix.size and (ix.min() < 0 or ix.max() >= self.channels):
             raise DtmfError(f"channel index out of range 0-{self.channels - 1}: {ix.tolist()}")
-        self._h_dft = self._h_dft.copy()  # history may be a view of a previous call's arrays
-        self._h_pw = self._h_pw.copy()
-        self._h_e = self._h_e.copy()
-        self._h_dft[:, :, ix] = 0.0
-        self._h_pw[:, :, ix] = 0.0
-        self._h_e[:, ix] = 0.0
+        h = slice(self._pos, self._pos + _HIST)
+        self._ring_dft[h, :, ix] = 0.0
+        self._ring_pw[h, :, ix] = 0.0
+        self._ring_e[h, ix] = 0.0
         for state in (self._npending, self._blocks, self._state, self._onset, self._cand_onset, self._end_est):
             state[ix] = 0
         self._ref[ix] = 0.0
@@ -388,26 +391,24 @@ class DtmfDetectorBank:
         c, m, s = blocks.shape
         ext_m = m + _HIST
         x = blocks.transpose(1, 0, 2).astype(np.float64)  # (m, c, s)
-        dft = np.empty((ext_m, 16, c))  # rows 0-2: history; exact integers < 2^53
-        dft[:_HIST] = self._h_dft
-        np.matmul(self._basis_t, x.transpose(0, 2, 1), out=dft[_HIST:])
-        energy = np.empty((ext_m, c))
-        energy[:_HIST] = self._h_e
+        h = slice(self._pos, self._pos + _HIST)
+        in_ring = ext_m <= _RING
+        if in_ring:
+            if self._pos + ext_m > _RING:  # move the history to the front
+                for ring in (self._ring_dft, self._ring_pw, self._ring_e):
+                    ring[:_HIST] = ring[h]
+                self._pos = 0
+            a = self._pos
+            dft, pw, energy = self._ring_dft[a:a + ext_m], self._ring_pw[a:a + ext_m], self._ring_e[a:a + ext_m]
+        else:  # a long stretch of audio in one call
+            dft, pw, energy = np.empty((ext_m, 16, c)), np.empty((ext_m, 8, c), dtype=np.float32), np.empty((ext_m, c))
+            dft[:_HIST], pw[:_HIST], energy[:_HIST] = self._ring_dft[h], self._ring_pw[h], self._ring_e[h]
+        np.matmul(self._basis_t, x.transpose(0, 2, 1), out=dft[_HIST:])  # exact integers < 2^53
         np.einsum("kcs,kcs->kc", x, x, out=energy[_HIST:])  # exact integer sums
         # tone powers in single precision (half the memory traffic): re^2 + im^2 in float32
         sq = dft[_HIST:].astype(np.float32)
         np.multiply(sq, sq, out=sq)
-        pw = np.empty((ext_m, 8, c), dtype=np.float32)
-        pw[:_HIST] = self._h_pw
         np.add(sq[:, :8], sq[:, 8:], out=pw[_HIST:])
-        if counts is None:
-            self._h_dft, self._h_pw, self._h_e = dft[m:], pw[m:], energy[m:]
-        else:
-            cols = np.arange(c)[None, :]
-            rows = counts[None, :] + np.arange(_HIST)[:, None]  # (3, c)
-            self._h_dft = dft[rows, :, cols].transpose(0, 2, 1).copy()
-            self._h_pw = pw[rows, :, cols].transpose(0, 2, 1).copy()
-            self._h_e = energy[rows, cols]
 
         q = pw[0:m] + pw[1:m + 1] + pw[2:m + 2] + pw[3:m + 3]  # (m, 8, c)
         q_lo = np.maximum(np.maximum(q[:, 0], q[:, 1]), np.maximum(q[:, 2], q[:, 3]))  # (m, c)
@@ -472,6 +473,16 @@ class DtmfDetectorBank:
             j, ch, lead, ref = j[ok], ch[ok], lead[ok], ref[ok]
             code = _CODE_TABLE[lo[ok], hi[ok] - 4]
         events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
+        # the last 3 sub-blocks of each channel become the next call's history
+        if counts is None and in_ring:
+            self._pos += m
+        else:
+            rows = (m if counts is None else counts[None, :]) + np.arange(_HIST)[:, None]  # (3, c)
+            cols = np.arange(c)[None, :]
+            hist = (dft[rows, :, cols].transpose(0, 2, 1), pw[rows, :, cols].transpose(0, 2, 1), energy[rows, cols])
+            for ring, rows_h in zip((self._ring_dft, self._ring_pw, self._ring_e), hist, strict=True):
+                ring[:_HIST] = rows_h
+            self._pos = 0
         self._blocks += m if counts is None else counts
         return events
 
@@ -496,18 +507,19 @@ class DtmfDetectorBank:
             return []
         p = np.searchsorted(sel, ch)
         blocks0 = self._blocks[sel]
-        inp = np.zeros((n, m), dtype=np.int64)  # table input: code + 1 (0: no digit here)
-        inp[p, j] = code + 1
+        # time-major (window, channel) arrays: rows are the steps of the scan below
+        inp = np.zeros((m, n), dtype=np.int64)  # table input: code + 1 (0: no digit here)
+        inp[j, p] = code + 1
         # window j ends at sample (blocks + j + 1) * s; the signal fills its last 4 - lead sub-blocks
-        onset_est = np.zeros((n, m), dtype=np.int64)
-        onset_est[p, j] = (blocks0[p] + j + 1) * s - _WINDOW * s + np.rint(lead * s).astype(np.int64)
-        ref_w = np.zeros((n, m))
-        ref_w[p, j] = ref
+        onset_est = np.zeros((m, n), dtype=np.int64)
+        onset_est[j, p] = (blocks0[p] + j + 1) * s - _WINDOW * s + np.rint(lead * s).astype(np.int64)
+        ref_w = np.zeros((m, n))
+        ref_w[j, p] = ref
         if counts is not None:
-            inp[np.arange(m)[None, :] >= counts[sel][:, None]] = _NO_STEP
+            inp[np.arange(m)[:, None] >= counts[sel][None, :]] = _NO_STEP
         # the discrete state, window by window (skipping stretches where every channel idles)
         st0 = self._state[sel]
-        out = np.zeros((n, m), dtype=np.int64)
+        out = np.zeros((m, n), dtype=np.int64)
         table = tab.step
         st = st0
         any_digit: npt.NDArray[np.bool_] | None = None
@@ -515,58 +527,58 @@ class DtmfDetectorBank:
         while k < m:
             if k > 3 and not st.any():
                 if any_digit is None:
-                    any_digit = np.asarray(((inp > 0) & (inp < _NO_STEP)).any(axis=0))
+                    any_digit = np.asarray(((inp > 0) & (inp < _NO_STEP)).any(axis=1))
                 ahead = np.flatnonzero(any_digit[k:])
                 if not len(ahead):
                     break
                 k += int(ahead[0])
-            v = table[st * _INPUTS + inp[:, k]]
-            out[:, k] = v
+            v = table[st + inp[k]]
+            out[k] = v
             st = v & _STATE_MASK
             k += 1
         flags = out >> _FLAG_SHIFT
-        # registers (n, m) after each step = the value written at the latest step (of this call)
+        # registers (m, n) after each step = the value written at the latest step (of this call)
         # that raised the register's flag, else the value before the call
-        last = np.where((flags[None] & _REG_FLAGS[:, None, None]) != 0, np.arange(m), -1)  # (4, n, m)
-        np.maximum.accumulate(last, axis=2, out=last)
+        last = np.where((flags & _REG_FLAGS[:, None, None]) != 0, np.arange(m)[:, None], -1)  # (4, m, n)
+        np.maximum.accumulate(last, axis=1, out=last)
         has = last >= 0
         at = np.maximum(last, 0)
-        at += (np.arange(n) * m)[:, None]  # flat index into an (n, m) array
+        at *= n
+        at += np.arange(n)  # flat index into an (m, n) array
         # reference energy: the last window the digit sounded (or started) in
         ref0 = self._ref[sel]
-        ref_after = np.where(has[1], ref_w.ravel()[at[1]], ref0[:, None])
+        ref_after = np.where(has[1], ref_w.ravel()[at[1]], ref0)
         # end estimate, at each first miss: the window's trailing sub-blocks' shortfall against the
         # reference, back to the first (nearly) full one
-        end_val = np.zeros((n, m), dtype=np.int64)
-        fc, fj = np.nonzero(flags & _FIRST_MISS)
+        end_val = np.zeros((m, n), dtype=np.int64)
+        fj, fc = np.nonzero(flags & _FIRST_MISS)
         if len(fc):
-            rr = np.where(fj > 0, ref_after[fc, fj - 1], ref0[fc])
-            cols = sel[fc]
-            f = np.minimum(energy[fj[:, None] + np.arange(_WINDOW), cols[:, None]] / np.where(rr > 0, rr, 1.0)[:, None],
+            rr = np.where(fj > 0, ref_after[fj - 1, fc], ref0[fc])
+            f = np.minimum(energy[fj[:, None] + np.arange(_WINDOW), sel[fc][:, None]] / np.where(rr > 0, rr, 1.0)[:, None],
                            1.0)
             tail = (1.0 - f[:, 3]) + (f[:, 3] < _FULL) * ((1.0 - f[:, 2]) + (f[:, 2] < _FULL) * (
                 (1.0 - f[:, 1]) + (f[:, 1] < _FULL) * (1.0 - f[:, 0])))
-            end_val[fc, fj] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
-        end_est = np.where(has[2], end_val.ravel()[at[2]], self._end_est[sel][:, None])
+            end_val[fj, fc] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
+        end_est = np.where(has[2], end_val.ravel()[at[2]], self._end_est[sel])
         # candidate onset: set where a candidate run starts; a digit's onset: its candidate's
-        cand_onset = np.where(has[0], onset_est.ravel()[at[0]], self._cand_onset[sel][:, None])
+        cand_onset = np.where(has[0], onset_est.ravel()[at[0]], self._cand_onset[sel])
         onset0 = self._onset[sel]
-        onset_after = np.where(has[3], cand_onset.ravel()[at[3]], onset0[:, None])
+        onset_after = np.where(has[3], cand_onset.ravel()[at[3]], onset0)
 
         events: list[DtmfEvent] = []
-        ej, ec = np.nonzero((flags & (_CONFIRM | _ENDED)).T)  # in time order, then channel
+        ej, ec = np.nonzero(flags & (_CONFIRM | _ENDED))  # in time order, then channel
         if len(ec):
-            fl = flags[ec, ej]
+            fl = flags[ej, ec]
             first = ej == 0
             prev = np.maximum(ej - 1, 0)
-            before = np.where(first, st0[ec], out[ec, prev] & _STATE_MASK)
-            start = np.where(first, onset0[ec], onset_after[ec, prev])
-            new_start = cand_onset[ec, ej]
+            before = np.where(first, st0[ec], out[prev, ec] & _STATE_MASK)
+            start = np.where(first, onset0[ec], onset_after[prev, ec])
+            new_start = cand_onset[ej, ec]
             confirm = (fl & _CONFIRM) != 0
             # a digit replaced by another one ends where the new one starts
-            ends = end_est[ec, ej]
+            ends = end_est[ej, ec]
             ends = np.maximum(np.where(confirm, np.minimum(ends, new_start), ends), start + 1)
-            new_code = inp[ec, ej] - 1
+            new_code = inp[ej, ec] - 1
             rows = zip(sel[ec].tolist(), ((blocks0[ec] + ej + 1) * s).tolist(), tab.cur[before].tolist(),
                        start.tolist(), ends.tolist(), new_code.tolist(), new_start.tolist(),
                        (fl & _ENDED).tolist(), confirm.tolist(), strict=True)
@@ -579,10 +591,10 @@ class DtmfDetectorBank:
                 if is_start:
                     add(_new_tuple(DtmfEvent, ("started", CANONICAL[code_new], begin_new, None, now, rate, chan)))
         self._state[sel] = st
-        self._cand_onset[sel] = cand_onset[:, -1]
-        self._ref[sel] = ref_after[:, -1]
-        self._end_est[sel] = end_est[:, -1]
-        self._onset[sel] = onset_after[:, -1]
+        self._cand_onset[sel] = cand_onset[-1]
+        self._ref[sel] = ref_after[-1]
+        self._end_est[sel] = end_est[-1]
+        self._onset[sel] = onset_after[-1]
         return events
 
 
