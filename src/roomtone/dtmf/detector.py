@@ -398,8 +398,8 @@ class DtmfDetectorBank:
                 for ring in (self._ring_dft, self._ring_pw, self._ring_e):
                     ring[:_HIST] = ring[h]
                 self._pos = 0
-            a = self._pos
-            dft, pw, energy = self._ring_dft[a:a + ext_m], self._ring_pw[a:a + ext_m], self._ring_e[a:a + ext_m]
+            r0 = self._pos
+            dft, pw, energy = self._ring_dft[r0:r0 + ext_m], self._ring_pw[r0:r0 + ext_m], self._ring_e[r0:r0 + ext_m]
         else:  # a long stretch of audio in one call
             dft, pw, energy = np.empty((ext_m, 16, c)), np.empty((ext_m, 8, c), dtype=np.float32), np.empty((ext_m, c))
             dft[:_HIST], pw[:_HIST], energy[:_HIST] = self._ring_dft[h], self._ring_pw[h], self._ring_e[h]
@@ -479,9 +479,10 @@ class DtmfDetectorBank:
         else:
             rows = (m if counts is None else counts[None, :]) + np.arange(_HIST)[:, None]  # (3, c)
             cols = np.arange(c)[None, :]
-            hist = (dft[rows, :, cols].transpose(0, 2, 1), pw[rows, :, cols].transpose(0, 2, 1), energy[rows, cols])
-            for ring, rows_h in zip((self._ring_dft, self._ring_pw, self._ring_e), hist, strict=True):
-                ring[:_HIST] = rows_h
+            h_dft, h_pw, h_e = dft[rows, :, cols], pw[rows, :, cols], energy[rows, cols]  # copies
+            self._ring_dft[:_HIST] = h_dft.transpose(0, 2, 1)
+            self._ring_pw[:_HIST] = h_pw.transpose(0, 2, 1)
+            self._ring_e[:_HIST] = h_e
             self._pos = 0
         self._blocks += m if counts is None else counts
         return events
