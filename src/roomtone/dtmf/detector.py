@@ -77,6 +77,7 @@ I64 = npt.NDArray[np.int64]
 _BASIS_SCALE = 2.0**14
 _WINDOW = 4  # sub-blocks per analysis window
 _HIST = _WINDOW - 1
+_GROUP_BASE = np.array([0, 4])  # first tone index of the low and the high group
 _RING = _HIST + 32  # sub-blocks of DFTs kept per channel (history + room for calls to come)
 _FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
@@ -430,39 +431,41 @@ class DtmfDetectorBank:
         code = np.zeros(0, dtype=np.int64)
         lead = ref = np.zeros(0)
         if len(ch):
-            w0, w1, w2, w3 = e0[j, ch], e1[j, ch], e2[j, ch], e3[j, ch]
+            # the window's 4 sub-block energies, oldest first: (n, 4), by flat index
+            w = energy.reshape(-1)[(j * c + ch)[:, None] + np.arange(_WINDOW) * c]
+            w0, w1, w2, w3 = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
             a, b = np.maximum(w0, w1), np.minimum(w0, w1)
             cc, d = np.maximum(w2, w3), np.minimum(w2, w3)
             r = (np.maximum(a, cc) + np.maximum(np.minimum(a, cc), np.maximum(b, d))) * 0.5
             inv = 1.0 / np.where(r > 0, r, 1.0)
-            f0, f1, f2, f3 = (np.minimum(w0 * inv, 1.0), np.minimum(w1 * inv, 1.0),
-                              np.minimum(w2 * inv, 1.0), np.minimum(w3 * inv, 1.0))
+            f = np.minimum(w * inv[:, None], 1.0)
+            f0, f1, f2, f3 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
             keep = f0 + f1 + f2 + f3 >= self.config.min_coverage
             j, ch, r = j[keep], ch[keep], r[keep]
-            f0, f1, f2, f3 = f0[keep], f1[keep], f2[keep], f3[keep]
+            f = f[keep]
+            f0, f1, f2, f3 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
             # where the signal starts: the leading sub-blocks' shortfall, up to the first one that
             # is (nearly) full; summing every sub-block's shortfall instead would count the
             # cross-term's ±10% wobble of each full one as a later start
             lead = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
             ref = r
         if len(ch):
-            qs = q[j, :, ch]  # (n, 8)
-            lo = np.argmax(qs[:, :4], axis=1)
-            hi = 4 + np.argmax(qs[:, 4:], axis=1)
-            t2 = np.stack((lo, hi), axis=1)  # (n, 2): the window's two tones
+            qs = q[j, :, ch].reshape(-1, 2, 4)  # (n, group, tone)
+            t2 = qs.argmax(axis=2) + _GROUP_BASE  # (n, 2): the window's low and high tone
+            qt = qs.max(axis=2).astype(np.float64)  # their powers
             # their 4 sub-block phasors, oldest first: (n, [re lo, re hi, im lo, im hi], 4)
-            g = dft[j[:, None, None] + np.arange(_WINDOW), np.concatenate((t2, t2 + 8), axis=1)[:, :, None],
-                    ch[:, None, None]]
-            r0, r1, r2, r3 = g[:, :2, 0], g[:, :2, 1], g[:, :2, 2], g[:, :2, 3]
-            i0, i1, i2, i3 = g[:, 2:, 0], g[:, 2:, 1], g[:, 2:, 2], g[:, 2:, 3]
+            rows = np.concatenate((t2, t2 + 8), axis=1) * c + (j * (16 * c) + ch)[:, None]
+            g = dft.reshape(-1)[rows[:, :, None] + np.arange(_WINDOW) * (16 * c)]
+            re, im = g[:, :2], g[:, 2:]
             # phase advance between consecutive sub-blocks: sum of P[k+1] * conj(P[k])
-            zr = (r1 * r0 + i1 * i0) + (r2 * r1 + i2 * i1) + (r3 * r2 + i3 * i2)
-            zi = (i1 * r0 - r1 * i0) + (i2 * r1 - r2 * i1) + (i3 * r2 - r3 * i2)
+            tr = re[:, :, 1:] * re[:, :, :-1] + im[:, :, 1:] * im[:, :, :-1]
+            ti = im[:, :, 1:] * re[:, :, :-1] - re[:, :, 1:] * im[:, :, :-1]
+            zr = tr[:, :, 0] + tr[:, :, 1] + tr[:, :, 2]
+            zi = ti[:, :, 0] + ti[:, :, 1] + ti[:, :, 2]
             # un-rotate by the nominal advance: the angle left is the frequency error
             rot_c, rot_s = self._rot_c[t2], self._rot_s[t2]
             ur = zr * rot_c + zi * rot_s
             ui = zi * rot_c - zr * rot_s
-            qt = np.take_along_axis(qs, t2, axis=1).astype(np.float64)
             ok2 = (ur > 0) & (ui * ui <= self._tan2[t2] * (ur * ur))
             ok2 &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
             # relative frequency error of each tone (angle / nominal advance)
@@ -471,7 +474,8 @@ class DtmfDetectorBank:
             # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6
             ok = ok2[:, 0] & ok2[:, 1] & (np.abs(dev[:, 1] - dev[:, 0]) <= self.config.max_deviation_spread)
             j, ch, lead, ref = j[ok], ch[ok], lead[ok], ref[ok]
-            code = _CODE_TABLE[lo[ok], hi[ok] - 4]
+            t2 = t2[ok]
+            code = _CODE_TABLE[t2[:, 0], t2[:, 1] - 4]
         events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
         # the last 3 sub-blocks of each channel become the next call's history
         if counts is None and in_ring:
