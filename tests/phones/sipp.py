@@ -186,6 +186,8 @@ def uac_scenario(*, info_dtmf: str = "", info_duration_ms: int = 160, info_gap_m
 
 
 #: A callee: 100/180/200 with SDP, waits for ACK, answers INFO (any number) and the caller's BYE.
+#: The INFO answer jumps straight back (``next`` on the send): a separate ``<nop next>`` leaves the
+#: call parked on the nop, where SIPp 3.6.1 rejects an INFO that arrives meanwhile as unexpected.
 UAS_TEMPLATE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="roomtone uas">
   <recv request="INVITE" crlf="true"/>
@@ -229,7 +231,7 @@ Content-Length: [len]
   <recv request="INFO" optional="true" next="2"/>
   <recv request="BYE" next="3"/>
   <label id="2"/>
-  <send><![CDATA[
+  <send next="1"><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -239,7 +241,6 @@ SIP/2.0 200 OK
 Content-Length: 0
 
 ]]></send>
-  <nop next="1"/>
   <label id="3"/>
   <send><![CDATA[
 SIP/2.0 200 OK
