@@ -77,7 +77,8 @@ I64 = npt.NDArray[np.int64]
 _BASIS_SCALE = 2.0**14
 _WINDOW = 4  # sub-blocks per analysis window
 _HIST = _WINDOW - 1
-_GROUP_BASE = np.array([0, 4])  # first tone index of the low and the high group
+_COLS4 = np.arange(_WINDOW)[:, None]
+_ROWS8 = np.arange(8)[:, None]
 _RING = _HIST + 32  # sub-blocks of DFTs kept per channel (history + room for calls to come)
 _FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
@@ -282,6 +283,7 @@ class DtmfDetectorBank:
         self._rev_twist = 10 ** (cfg.max_reverse_twist_db / 10)
         self._norm_twist = 10 ** (-cfg.max_normal_twist_db / 10)
         self._coh2 = cfg.min_coherence**2
+        self._tone_consts = np.stack((self._rot_c, self._rot_s, self._tan2, self._advance))  # (4, 8)
         if cfg.on_windows < 1 or cfg.off_windows < 1:
             raise DtmfError("on_windows and off_windows must be at least 1")
         self._table = _transition_table(cfg.on_windows, cfg.off_windows)
@@ -422,60 +424,62 @@ class DtmfDetectorBank:
         valid &= (q_lo + q_hi) * self._power_to_energy >= etot * self.config.min_purity
         if counts is not None:
             valid &= np.arange(m)[:, None] < counts[None, :]
-        j, ch = np.nonzero(valid)
+        flat = np.flatnonzero(valid)  # (window, channel) in row-major order, like np.nonzero
+        j = flat // c
+        ch = flat - j * c
         # coverage (for the windows still in the running): how many sub-blocks' worth of the
         # window the signal fills. Signal energy grows linearly with the samples covered, and
         # unlike a 5 ms DFT bin it has no leakage from the other tone, so it also places onsets and
         # ends to a few samples. Reference: mean of the two largest sub-block energies (the
         # tones' cross-term makes full sub-blocks vary by about ±10%).
+        # (Small arrays are laid out (component, window) so that every operation runs on
+        # contiguous rows: numpy is slow on short strided inner loops and small-axis reductions.)
         code = np.zeros(0, dtype=np.int64)
         lead = ref = np.zeros(0)
         if len(ch):
-            # the window's 4 sub-block energies, oldest first: (n, 4), by flat index
-            w = energy.reshape(-1)[(j * c + ch)[:, None] + np.arange(_WINDOW) * c]
-            w0, w1, w2, w3 = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
+            # the window's 4 sub-block energies, oldest first: (4, n)
+            w = energy.reshape(-1)[flat + _COLS4 * c]
+            w0, w1, w2, w3 = w
             a, b = np.maximum(w0, w1), np.minimum(w0, w1)
             cc, d = np.maximum(w2, w3), np.minimum(w2, w3)
             r = (np.maximum(a, cc) + np.maximum(np.minimum(a, cc), np.maximum(b, d))) * 0.5
-            inv = 1.0 / np.where(r > 0, r, 1.0)
-            f = np.minimum(w * inv[:, None], 1.0)
-            f0, f1, f2, f3 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
-            keep = f0 + f1 + f2 + f3 >= self.config.min_coverage
-            j, ch, r = j[keep], ch[keep], r[keep]
-            f = f[keep]
-            f0, f1, f2, f3 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
+            f = np.minimum(w * (1.0 / np.where(r > 0, r, 1.0)), 1.0)
+            keep = f[0] + f[1] + f[2] + f[3] >= self.config.min_coverage
+            j, ch, r, flat = j[keep], ch[keep], r[keep], flat[keep]
+            f0, f1, f2, f3 = f[:, keep]
             # where the signal starts: the leading sub-blocks' shortfall, up to the first one that
             # is (nearly) full; summing every sub-block's shortfall instead would count the
             # cross-term's ±10% wobble of each full one as a later start
             lead = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
             ref = r
         if len(ch):
-            qs = q[j, :, ch].reshape(-1, 2, 4)  # (n, group, tone)
-            t2 = qs.argmax(axis=2) + _GROUP_BASE  # (n, 2): the window's low and high tone
-            qt = qs.max(axis=2).astype(np.float64)  # their powers
-            # their 4 sub-block phasors, oldest first: (n, [re lo, re hi, im lo, im hi], 4)
-            rows = np.concatenate((t2, t2 + 8), axis=1) * c + (j * (16 * c) + ch)[:, None]
-            g = dft.reshape(-1)[rows[:, :, None] + np.arange(_WINDOW) * (16 * c)]
+            # the window's 8 tone powers (8, n); its low and high tone (2, n) and their powers
+            qs = q.reshape(-1)[(flat + j * (7 * c)) + _ROWS8 * c]
+            t2 = np.stack((np.argmax(qs[:4], axis=0), 4 + np.argmax(qs[4:], axis=0)))
+            qt = np.stack((np.maximum(np.maximum(qs[0], qs[1]), np.maximum(qs[2], qs[3])),
+                           np.maximum(np.maximum(qs[4], qs[5]), np.maximum(qs[6], qs[7])))).astype(np.float64)
+            # their 4 sub-block phasors, oldest first: (4 sub-blocks, [re lo, re hi, im lo, im hi], n)
+            rows = np.concatenate((t2, t2 + 8)) * c + (flat + j * (15 * c))
+            g = dft.reshape(-1)[rows + _COLS4[:, :, None] * (16 * c)]
             re, im = g[:, :2], g[:, 2:]
             # phase advance between consecutive sub-blocks: sum of P[k+1] * conj(P[k])
-            tr = re[:, :, 1:] * re[:, :, :-1] + im[:, :, 1:] * im[:, :, :-1]
-            ti = im[:, :, 1:] * re[:, :, :-1] - re[:, :, 1:] * im[:, :, :-1]
-            zr = tr[:, :, 0] + tr[:, :, 1] + tr[:, :, 2]
-            zi = ti[:, :, 0] + ti[:, :, 1] + ti[:, :, 2]
+            tr = re[1:] * re[:-1] + im[1:] * im[:-1]
+            ti = im[1:] * re[:-1] - re[1:] * im[:-1]
+            zr = tr[0] + tr[1] + tr[2]
+            zi = ti[0] + ti[1] + ti[2]
             # un-rotate by the nominal advance: the angle left is the frequency error
-            rot_c, rot_s = self._rot_c[t2], self._rot_s[t2]
+            rot_c, rot_s, tan2, advance = self._tone_consts[:, t2]
             ur = zr * rot_c + zi * rot_s
             ui = zi * rot_c - zr * rot_s
-            ok2 = (ur > 0) & (ui * ui <= self._tan2[t2] * (ur * ur))
+            ok2 = (ur > 0) & (ui * ui <= tan2 * (ur * ur))
             ok2 &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
             # relative frequency error of each tone (angle / nominal advance)
-            dev = _atan(ui / np.where(ur > 0, ur, 1.0)) / self._advance[t2]
+            dev = _atan(ui / np.where(ur > 0, ur, 1.0)) / advance
             # Q.24's worst accepted case has the tones 3% apart in relative error (−1.5%, +1.5%);
             # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6
-            ok = ok2[:, 0] & ok2[:, 1] & (np.abs(dev[:, 1] - dev[:, 0]) <= self.config.max_deviation_spread)
+            ok = ok2[0] & ok2[1] & (np.abs(dev[1] - dev[0]) <= self.config.max_deviation_spread)
             j, ch, lead, ref = j[ok], ch[ok], lead[ok], ref[ok]
-            t2 = t2[ok]
-            code = _CODE_TABLE[t2[:, 0], t2[:, 1] - 4]
+            code = _CODE_TABLE[t2[0, ok], t2[1, ok] - 4]
         events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
         # the last 3 sub-blocks of each channel become the next call's history
         if counts is None and in_ring:
