@@ -25,6 +25,11 @@ once with ``sip.callStatus=dialing``, sends the INVITE through the trunk with di
 callee's key presses are relayed meanwhile), then ``active``; ``hangup`` when it ends. It gives up
 after ``ringing_timeout`` and hangs up after ``max_call_duration``.
 
+**Audio.** Once a call is in its room (inbound: after joining; outbound: after the answer and
+the ``dtmf`` string), :class:`~roomtone.telephony.audio.AudioBridge` publishes the caller's audio as
+the SIP participant's microphone track and sends the mix of the other participants' audio to the
+phone; it stops when either side ends the call.
+
 **DTMF.** Phone to room and room to phone as described in :mod:`roomtone.telephony.relay`;
 :meth:`SipGateway.send_dtmf` is the ``roomtone.SIP/SendDTMF`` API.
 """
@@ -54,6 +59,7 @@ from roomtone.sip.transport import Address
 from roomtone.sip.ua import Call as SipCall
 from roomtone.sip.ua import CallFailed, UserAgent
 from roomtone.telephony import matching, pin
+from roomtone.telephony.audio import AudioBridge
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.ids import CALL_PREFIX, new_id
 from roomtone.telephony.options import TrunkOptions, trunk_options
@@ -97,6 +103,7 @@ class ActiveCall:
     identity: str = ""
     ringback_sid: str | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    audio: AudioBridge | None = None
 
 
 class _MediaLeg:
@@ -311,6 +318,8 @@ class SipGateway:
         active.room, active.identity = decision.room, decision.identity
         if media.ended:
             await bridge.close(media.end_reason or "phone hung up", hangup=False)
+            return
+        await self._start_audio(active)
 
     def _wire_phone_dtmf(self, active: ActiveCall) -> None:
         media = active.media
@@ -328,6 +337,18 @@ class SipGateway:
         media.on_dtmf_start = on_start
         media.on_dtmf = on_end
 
+    async def _start_audio(self, active: ActiveCall) -> None:
+        """Bridge the call's audio with the room (:mod:`roomtone.telephony.audio`)."""
+        participant = active.bridge.participant
+        if active.media is None or participant is None or active.bridge.closed or active.audio is not None:
+            return
+        active.audio = AudioBridge(active.media, participant, self.rooms)
+        try:
+            await active.audio.start()
+        except Exception:
+            log.exception("call %s: audio bridge failed to start", active.call_id)
+            active.audio.close()
+
     def _on_media_state(self, active: ActiveCall, media: MediaCall) -> None:
         if media.ended and not active.bridge.closed:
             reason = media.end_reason or "call ended"
@@ -337,6 +358,8 @@ class SipGateway:
     def _forget(self, bridge: SipParticipant) -> None:
         active = self.calls.pop(bridge.call_id, None)
         if active is not None:
+            if active.audio is not None:
+                active.audio.close()
             current = asyncio.current_task()
             for task in active.tasks:
                 if task is not current:
@@ -563,6 +586,7 @@ class SipGateway:
                 await media.send_dtmf(plan.dtmf_text, opts.dtmf_mode)
             except (CallFailed, ValueError, DtmfError) as exc:
                 log.info("outbound call %s: initial dtmf not sent: %s", active.call_id, exc)
+        await self._start_audio(active)
         if not bridge.closed and not media.ended:
             await bridge.set_status("active")
             log.info("outbound call %s answered (SIP %s)", active.call_id, media.call_id)
