@@ -12,7 +12,7 @@ import pytest
 from roomtone.cli import main
 from tests.pcaps import Frame, dumpcap, write_pcap
 
-from .test_call_ua import Pair
+from .endpoint import Pair
 
 
 def analyze(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -24,7 +24,7 @@ def analyze(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 async def test_live_call_with_info_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "call.pcapng"
     async with Pair() as p:
-        with dumpcap(out_file, p.callee_ua.port):  # blocks the loop only while dumpcap starts
+        with dumpcap(out_file, p.callee.ua.port):  # blocks the loop only while dumpcap starts
             caller, callee = await p.call()
             await caller.send_dtmf("12#", method="info", tone_ms=100, gap_ms=50)
             bad = await caller.sip.info(b"Signal=Q\r\n", "application/dtmf-relay")

@@ -7,44 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from roomtone.media.call import CallOptions, MediaCall, answer_call, place_call
-from roomtone.media.engine import MediaEngine
-from roomtone.media.ports import PortAllocator
-from roomtone.sip.ua import UserAgent
+from roomtone.media.call import CallOptions, MediaCall
 
-
-class Pair:
-    def __init__(self) -> None:
-        self.caller_engine = MediaEngine("127.0.0.1", PortAllocator(22400, 22499))
-        self.callee_engine = MediaEngine("127.0.0.1", PortAllocator(22500, 22599))
-        self.caller_ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="alice")
-        self.callee_ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="bob")
-        self.answered: asyncio.Queue[MediaCall] = asyncio.Queue()
-        self.callee_options = CallOptions()
-
-    async def __aenter__(self) -> Pair:
-        await self.caller_ua.start()
-        await self.callee_ua.start()
-
-        async def on_invite(sip_call):
-            call = await answer_call(sip_call, self.callee_engine, self.callee_options)
-            if call is not None:
-                self.answered.put_nowait(call)
-
-        self.callee_ua.on_invite = on_invite
-        return self
-
-    async def call(self, options: CallOptions | None = None) -> tuple[MediaCall, MediaCall]:
-        caller = await place_call(self.caller_ua, self.caller_engine,
-                                  f"sip:bob@127.0.0.1:{self.callee_ua.port}", options)
-        callee = await asyncio.wait_for(self.answered.get(), 5)
-        return caller, callee
-
-    async def __aexit__(self, *exc) -> None:
-        await self.caller_ua.close()
-        await self.callee_ua.close()
-        await self.caller_engine.close()
-        await self.callee_engine.close()
+from .endpoint import Pair
 
 
 async def collect(call: MediaCall, n: int, timeout: float = 10.0) -> list[tuple[str, str]]:
@@ -86,7 +51,7 @@ async def test_auto_uses_rfc4733_when_negotiated_else_inband():
         assert caller.choose_method([]) == "rfc4733"
         await caller.hangup()
     async with Pair() as p:
-        p.callee_options = CallOptions(telephone_event=False)
+        p.callee.options = CallOptions(telephone_event=False)
         caller, callee = await p.call()
         assert not caller.telephone_event
         # roomtone's UA lists INFO in Allow, so auto falls to INFO; without it, in-band

@@ -15,54 +15,25 @@ import numpy as np
 import pytest
 
 from roomtone.dtmf.detector import detect
-from roomtone.media.call import CallOptions, MediaCall, answer_call, place_call
-from roomtone.media.engine import MediaEngine
-from roomtone.media.ports import PortAllocator
-from roomtone.sip.ua import UserAgent
+from roomtone.media.call import CallOptions, MediaCall
 from tests.pcaps import inband_pcap, rfc4733_pcap
 from tests.phones.baresip import baresip_phone
 from tests.phones.media import read_wav, tones_wav
 from tests.phones.pjsua import pjsua_phone
 from tests.phones.sipp import sipp, uac_scenario
 
+from .endpoint import Endpoint
+
 pytestmark = pytest.mark.interop
 
 ALL16 = "0123456789*#ABCD"
 
 
-class Roomtone:
-    """roomtone as a phone: answers every call, or places one."""
+class Roomtone(Endpoint):
+    """roomtone as the phone under test (user ``roomtone``)."""
 
     def __init__(self, options: CallOptions | None = None) -> None:
-        self.engine = MediaEngine("127.0.0.1", PortAllocator(23000, 24999))
-        self.ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="roomtone")
-        self.options = options or CallOptions()
-        self.calls: asyncio.Queue[MediaCall] = asyncio.Queue()
-
-    async def __aenter__(self) -> Roomtone:
-        await self.ua.start()
-
-        async def on_invite(sip_call):
-            call = await answer_call(sip_call, self.engine, self.options)
-            if call is not None:
-                self.calls.put_nowait(call)
-
-        self.ua.on_invite = on_invite
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.ua.close()
-        await self.engine.close()
-
-    @property
-    def uri(self) -> str:
-        return f"sip:roomtone@127.0.0.1:{self.ua.port}"
-
-    async def next_call(self, timeout: float = 10.0) -> MediaCall:
-        return await asyncio.wait_for(self.calls.get(), timeout)
-
-    async def call(self, uri: str) -> MediaCall:
-        return await place_call(self.ua, self.engine, uri, self.options)
+        super().__init__("roomtone", (23000, 24999), options)
 
     async def called_by_pjsua(self, pj) -> MediaCall:
         """``pj`` calls us; our side of the call once pjsua2 reports the call up and media on."""

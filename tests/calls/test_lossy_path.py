@@ -13,7 +13,7 @@ import random
 
 from roomtone.media.call import CallOptions
 
-from .test_call_ua import Pair
+from .endpoint import Pair
 
 SEQUENCE = "0123456789*#ABCD" * 2
 
@@ -72,7 +72,7 @@ class LossyRelay:
 
 async def test_rfc4733_over_a_lossy_reordering_udp_path_every_digit_exactly_once():
     async with Pair() as p:
-        p.callee_options = CallOptions(inband_detection=False)
+        p.callee.options = CallOptions(inband_detection=False)
         caller, callee = await p.call(CallOptions(inband_detection=False))
         relay = LossyRelay(callee.stream.local, loss=0.15, duplicate=0.05, delay=0.02, jitter=0.05, seed=11)
         try:
