@@ -78,7 +78,8 @@ _BASIS_SCALE = 2.0**14
 _WINDOW = 4  # sub-blocks per analysis window
 _HIST = _WINDOW - 1
 _COLS4 = np.arange(_WINDOW)[:, None]
-_ROWS8 = np.arange(8)[:, None]
+_TONES8 = np.arange(8)
+_GROUP_BASE = np.array([[0], [4]])  # first tone of the low and of the high group
 _RING = _HIST + 32  # sub-blocks of DFTs kept per channel (history + room for calls to come)
 _FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
@@ -454,10 +455,12 @@ class DtmfDetectorBank:
             ref = r
         if len(ch):
             # the window's 8 tone powers (8, n); its low and high tone (2, n) and their powers
-            qs = q.reshape(-1)[(flat + j * (7 * c)) + _ROWS8 * c]
-            t2 = np.stack((np.argmax(qs[:4], axis=0), 4 + np.argmax(qs[4:], axis=0)))
-            qt = np.stack((np.maximum(np.maximum(qs[0], qs[1]), np.maximum(qs[2], qs[3])),
-                           np.maximum(np.maximum(qs[4], qs[5]), np.maximum(qs[6], qs[7])))).astype(np.float64)
+            qs = q.reshape(-1)[(flat + j * (7 * c))[:, None] + _TONES8 * c]  # (n, 8)
+            t2 = qs.reshape(-1, 2, 4).argmax(axis=2).T + _GROUP_BASE
+            qt = np.empty((2, len(ch)))
+            qr = qs.T
+            qt[0] = np.maximum(np.maximum(qr[0], qr[1]), np.maximum(qr[2], qr[3]))
+            qt[1] = np.maximum(np.maximum(qr[4], qr[5]), np.maximum(qr[6], qr[7]))
             # their 4 sub-block phasors, oldest first: (4 sub-blocks, [re lo, re hi, im lo, im hi], n)
             rows = np.concatenate((t2, t2 + 8)) * c + (flat + j * (15 * c))
             g = dft.reshape(-1)[rows + _COLS4[:, :, None] * (16 * c)]
@@ -549,7 +552,11 @@ class DtmfDetectorBank:
         # registers (m, n) after each step = the value written at the latest step (of this call)
         # that raised the register's flag, else the value before the call
         last = np.where((flags & _REG_FLAGS[:, None, None]) != 0, np.arange(m)[:, None], -1)  # (4, m, n)
-        np.maximum.accumulate(last, axis=1, out=last)
+        if m <= 16:  # (numpy's accumulate is slow on short axes)
+            for k in range(1, m):
+                np.maximum(last[:, k - 1], last[:, k], out=last[:, k])
+        else:
+            np.maximum.accumulate(last, axis=1, out=last)
         has = last >= 0
         at = np.maximum(last, 0)
         at *= n
@@ -560,14 +567,16 @@ class DtmfDetectorBank:
         # end estimate, at each first miss: the window's trailing sub-blocks' shortfall against the
         # reference, back to the first (nearly) full one
         end_val = np.zeros((m, n), dtype=np.int64)
-        fj, fc = np.nonzero(flags & _FIRST_MISS)
-        if len(fc):
-            rr = np.where(fj > 0, ref_after[fj - 1, fc], ref0[fc])
-            f = np.minimum(energy[fj[:, None] + np.arange(_WINDOW), sel[fc][:, None]] / np.where(rr > 0, rr, 1.0)[:, None],
-                           1.0)
-            tail = (1.0 - f[:, 3]) + (f[:, 3] < _FULL) * ((1.0 - f[:, 2]) + (f[:, 2] < _FULL) * (
-                (1.0 - f[:, 1]) + (f[:, 1] < _FULL) * (1.0 - f[:, 0])))
-            end_val[fj, fc] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
+        fi = np.flatnonzero(flags & _FIRST_MISS)
+        if len(fi):
+            fj = fi // n
+            fc = fi - fj * n
+            rr = np.where(fj > 0, ref_after.reshape(-1)[fi - n], ref0[fc])
+            c = self.channels
+            f = np.minimum(energy.reshape(-1)[fj * c + sel[fc] + _COLS4 * c] / np.where(rr > 0, rr, 1.0), 1.0)
+            f0, f1, f2, f3 = f
+            tail = (1.0 - f3) + (f3 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * (1.0 - f0)))
+            end_val.reshape(-1)[fi] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
         end_est = np.where(has[2], end_val.ravel()[at[2]], self._end_est[sel])
         # candidate onset: set where a candidate run starts; a digit's onset: its candidate's
         cand_onset = np.where(has[0], onset_est.ravel()[at[0]], self._cand_onset[sel])
@@ -575,8 +584,10 @@ class DtmfDetectorBank:
         onset_after = np.where(has[3], cand_onset.ravel()[at[3]], onset0)
 
         events: list[DtmfEvent] = []
-        ej, ec = np.nonzero(flags & (_CONFIRM | _ENDED))  # in time order, then channel
-        if len(ec):
+        ei = np.flatnonzero(flags & (_CONFIRM | _ENDED))  # in time order, then channel
+        if len(ei):
+            ej = ei // n
+            ec = ei - ej * n
             fl = flags[ej, ec]
             first = ej == 0
             prev = np.maximum(ej - 1, 0)
