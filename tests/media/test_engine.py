@@ -105,3 +105,90 @@ def test_bank_tolerates_ticks_with_no_new_audio():
     empty = np.zeros(0, dtype=np.int16)
     assert bank.process(slots, [empty, empty, empty]) == [[], [], []]
     assert bank.process(slots, [np.zeros(160, dtype=np.int16), empty, np.zeros(320, dtype=np.int16)]) == [[], [], []]
+
+
+def test_batched_g711_decode_plays_out_exactly_what_each_session_alone_would():
+    """The engine decodes all G.711 sessions' frames in one lookup; the audio handed onward must be
+    sample for sample what a lone session decoding its own packets plays, through losses,
+    reordering, bursts and gaps, for µ-law and A-law side by side (and G.722 on its own path)."""
+    import random
+    import struct
+
+    from roomtone.media.codecs import G722, PCMA, PCMU
+    from roomtone.media.engine import MediaStream
+    from roomtone.media.g722 import G722Encoder
+    from roomtone.media.session import RtpSession
+
+    rng = np.random.default_rng(7)
+    engine = MediaEngine()
+    cases = []
+    for i, codec in enumerate([PCMU, PCMA, PCMU, PCMA, PCMU, G722]):
+        cfg = SessionConfig(codec=codec, payload_type={"PCMU": 0, "PCMA": 8, "G722": 9}[codec.name],
+                            inband_detection=False, media_timeout=None)
+        ours = RtpSession(cfg, ("127.0.0.1", 40000 + 2 * i), now=0.0, rng=random.Random(i))
+        alone = RtpSession(cfg, ("127.0.0.1", 40000 + 2 * i), now=0.0, rng=random.Random(i))
+        stream = MediaStream(engine, ours, ("127.0.0.1", 20000 + 2 * i))  # no sockets: nothing sent
+        got: list[np.ndarray] = []
+        stream.on_audio = got.append
+        engine.streams.append(stream)
+        # 3 s of packets: noise, some lost, some late (reordered), bursts, and a 0.3 s gap
+        enc = G722Encoder() if codec is G722 else None
+        n = codec.frame_samples()
+        packets = []
+        for k in range(150):
+            pcm = rng.normal(0, 3000, n).astype(np.int16)
+            payload = enc.encode(pcm) if enc else (codec.new_encoder().encode(pcm))
+            at = k * 0.02 + 0.003 + (0.03 if k % 17 == 5 else 0.0) + (0.3 if k >= 100 else 0.0)
+            if k % 23 == 11 or 60 <= k < 63 and i % 2:
+                continue
+            if k % 29 == 3:  # a burst: this one and the next arrive together
+                at += 0.02
+            header = struct.pack("!BBHII", 0x80, cfg.payload_type, k & 0xFFFF, k * codec.frame_ticks(), 1234)
+            packets.append((at, header + payload))
+        packets.sort(key=lambda p: p[0])
+        cases.append((ours, alone, got, packets))
+    alone_audio: list[list[np.ndarray]] = [[] for _ in cases]
+    t = 0.0
+    while t < 3.6:
+        t = round(t + 0.02, 6)
+        for j, (ours, alone, _, packets) in enumerate(cases):
+            while packets and packets[0][0] <= t:
+                _, data = packets.pop(0)
+                ours.receive_rtp(data, ("127.0.0.1", 50000 + j), t)
+                alone.receive_rtp(data, ("127.0.0.1", 50000 + j), t)
+            alone.tick(t)
+            alone_audio[j] += alone.read_audio()
+        engine.tick(t)
+    for j, (ours, alone, got, _) in enumerate(cases):
+        assert len(got) == len(alone_audio[j]) > 150
+        assert all(np.array_equal(a, b) for a, b in zip(got, alone_audio[j], strict=True)), j
+        assert sum(int(np.abs(f).max() > 1000) for f in got) > 100  # real audio came through
+        assert ours.jitter.stats.lost > 0 and ours.stats.rtp_received == alone.stats.rtp_received
+
+
+def test_loop_factory_falls_back_to_asyncio_when_asked(monkeypatch):
+    from roomtone.media.engine import loop_factory, loop_name, run
+
+    monkeypatch.setenv("ROOMTONE_LOOP", "asyncio")
+    loop = loop_factory()()
+    try:
+        assert loop_name(loop).startswith("asyncio")
+    finally:
+        loop.close()
+
+    async def which() -> str:
+        return loop_name(asyncio.get_running_loop())
+
+    assert run(which()).startswith("asyncio")
+    monkeypatch.delenv("ROOMTONE_LOOP")
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        expected = "asyncio"
+    else:
+        expected = "uvloop"
+    loop = loop_factory()()
+    try:
+        assert loop_name(loop).startswith(expected)
+    finally:
+        loop.close()

@@ -67,13 +67,18 @@ def test_other_codecs_carry_audio(codec, pt):
 def test_rfc4733_digits_arrive_once_each_in_order_with_shared_ssrc_and_clock():
     net, a, b = pair(SessionConfig(telephone_event_pt=101, inband_detection=False))
     sent: list[rtp.RtpPacket] = []
-    orig = a._send_packet
+    orig = a.take_datagrams
 
-    def spy(pt, payload, marker, ts):
-        sent.append(rtp.RtpPacket(pt, 0, ts, a.ssrc, payload, marker))
-        orig(pt, payload, marker, ts)
+    def spy():  # what goes on the wire, parsed back
+        out = orig()
+        for data, _, is_rtcp in out:
+            if not is_rtcp:
+                pkt = rtp.parse_rtp(data)
+                assert isinstance(pkt, rtp.RtpPacket) and pkt.ssrc == a.ssrc
+                sent.append(pkt)
+        return out
 
-    a._send_packet = spy  # type: ignore[method-assign]
+    a.take_datagrams = spy  # type: ignore[method-assign]
     net.run(0.1)
     job = a.queue_dtmf(parse_sequence("0123456789*#ABCD"), "rfc4733")
     net.run(6.0)

@@ -1,54 +1,99 @@
-"""The asyncio side of media: sockets, one shared 20 ms clock, batched in-band detection.
+"""The asyncio side of media: sockets, one shared 20 ms clock, batched decode and detection.
 
 One :class:`MediaEngine` serves every call of a process. It binds each call's RTP/RTCP sockets from
 the configured port range, feeds received datagrams to the call's sans-IO
 :class:`~roomtone.media.session.RtpSession` as they arrive (so RFC 4733 digits are reported at once),
 and runs **one** timer for all calls: every 20 ms it ticks each session (sending its frame, playing
-out one received frame), runs the in-band DTMF detector over all sessions' frames in one numpy pass
+out one received frame), decodes every G.711 call's received frames in one table lookup, runs the
+in-band DTMF detector over all sessions' audio in one numpy pass
 (:class:`~roomtone.media.inband.InbandBank`), and sends what the sessions produced. A thousand
 timers would cost more than the audio.
+
+Why raw sockets instead of asyncio datagram endpoints: a media server spends most of its time on
+per-packet overhead. Each socket is registered with ``loop.add_reader`` and read with one
+``recvfrom`` per readiness callback straight into the session; each tick sends with
+``socket.sendto`` directly. That skips the transport/protocol layers (buffering, flow control,
+closing checks) that asyncio adds to every datagram and that a fixed-rate RTP stream never needs.
+Errors never raise: a refused or dropped send is counted in :attr:`MediaStream.send_errors`.
+
+Event loop: any asyncio loop works. :func:`run` / :func:`loop_factory` pick uvloop when installed
+(``ROOMTONE_LOOP=asyncio`` forces the standard loop); the engine logs which loop it runs on.
+uvloop makes the selector and callback machinery C, which the bare-loop anchor in
+``benchmarks/calls.py`` shows is ~4x cheaper per datagram than asyncio's.
 
 Each call gets a :class:`MediaStream`: the session plus an event callback and an audio callback.
 
 Deployment note: run media processes with ``OPENBLAS_NUM_THREADS=1`` (set before numpy is
 imported). The batched detector's matrix products otherwise hand work to OpenBLAS threads, and on a
 busy machine waiting for them stalled the 20 ms clock by hundreds of milliseconds in
-``benchmarks/calls.py``.
+``benchmarks/calls.py``. One process keeps one core busy at most: for more calls than a core
+carries, run one media process per core.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from roomtone.media.inband import InbandBank
+from roomtone.media.jitter import JitterFrame
 from roomtone.media.ports import PortAllocator, bind_rtp_pair
 from roomtone.media.session import Address, RtpSession, SessionConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, stream: MediaStream, rtcp: bool) -> None:
-        self.stream = stream
-        self.rtcp = rtcp
-        self.transport: asyncio.DatagramTransport | None = None
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``"uvloop"`` or ``"asyncio (<class>)"``: which event loop the media runs on (for logs)."""
+    cls = type(loop)
+    return "uvloop" if cls.__module__.startswith("uvloop") else f"asyncio ({cls.__name__})"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stream._on_datagram(data, addr[:2], self.rtcp)
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop when it is installed, else asyncio's default.
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable while the peer is not listening yet: normal at call start
-        log.debug("RTP socket error on %s: %s", self.stream.local, exc)
+    uvloop runs the selector, timers and callbacks in C, which roughly halves the per-datagram cost
+    of a media process (``benchmarks/calls.py``). It stays optional: ``ROOMTONE_LOOP=asyncio`` or a
+    missing/broken uvloop falls back to the standard loop (logged).
+    """
+    if os.environ.get("ROOMTONE_LOOP", "").lower() == "asyncio":
+        log.info("ROOMTONE_LOOP=asyncio: using asyncio's default event loop")
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError as exc:
+        log.info("uvloop unavailable (%s): using asyncio's default event loop", exc)
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[object, object, T]) -> T:
+    """Like :func:`asyncio.run`, on the loop :func:`loop_factory` picks (logs which one)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        log.info("event loop: %s", loop_name(runner.get_loop()))
+        return runner.run(main)
+
+
+
+_NO_AUDIO = np.zeros(0, dtype=np.int16)
+_RECV_SIZE = 2048  # larger than any RTP/RTCP datagram we accept (MTU-sized)
+
+
+def _dropped_send(stream: MediaStream, exc: OSError) -> None:
+    # ECONNREFUSED (ICMP port unreachable while the peer is not listening yet) is normal at call
+    # start; a full send buffer drops the datagram like a lossy network would
+    stream.send_errors += 1
+    if stream.send_errors in (1, 100, 10000):
+        log.debug("RTP send from %s failed (%s; %d so far)", stream.local, exc, stream.send_errors)
 
 
 @dataclass(eq=False)
@@ -61,10 +106,12 @@ class MediaStream:
     on_event: Callable[[object], None] | None = None
     #: called with each received (played-out, tone-suppressed) frame; else frames queue in the session
     on_audio: Callable[[np.ndarray], None] | None = None
-    _rtp: _Endpoint | None = field(default=None, repr=False)
-    _rtcp: _Endpoint | None = field(default=None, repr=False)
+    _rtp: socket.socket | None = field(default=None, repr=False)
+    _rtcp: socket.socket | None = field(default=None, repr=False)
     _bank_slot: int | None = field(default=None, repr=False)
     closed: bool = False
+    #: datagrams the kernel refused to send (full buffer, ICMP errors): counted, never raised
+    send_errors: int = 0
 
     @property
     def port(self) -> int:
@@ -97,6 +144,35 @@ class MediaStream:
             self.session.receive_rtp(data, addr, now)
         self._dispatch()
 
+    def _rtp_readable(self) -> None:
+        # one datagram per readiness callback: the selector is level-triggered, so a second queued
+        # datagram calls us again, and the steady state (one packet per 20 ms) never pays for a
+        # failing recvfrom and its exception
+        try:
+            data, addr = self._rtp.recvfrom(_RECV_SIZE)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP errors of earlier sends surface on the next read
+            log.debug("RTP socket error on %s: %s", self.local, exc)
+            return
+        if self.closed:
+            return
+        session = self.session
+        session.receive_rtp(data, addr if len(addr) == 2 else addr[:2], self.engine._loop_time())
+        if session._events or session._received_audio:
+            self._dispatch()
+
+    def _rtcp_readable(self) -> None:
+        try:
+            data, addr = self._rtcp.recvfrom(_RECV_SIZE)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("RTCP socket error on %s: %s", self.local, exc)
+            return
+        if not self.closed:
+            self._on_datagram(data, addr[:2], True)
+
     def _dispatch(self) -> None:
         session = self.session
         if self.on_event is not None and session._events:
@@ -116,12 +192,14 @@ class MediaStream:
         if not self.session._out:
             return
         out = self.session.take_datagrams()
-        rtp_t = self._rtp.transport if self._rtp else None
-        rtcp_t = self._rtcp.transport if self._rtcp else None
+        rtp_s, rtcp_s = self._rtp, self._rtcp
+        if rtp_s is None or rtcp_s is None:
+            return
         for data, addr, is_rtcp in out:
-            t = rtcp_t if is_rtcp else rtp_t
-            if t is not None and not t.is_closing():
-                t.sendto(data, addr)
+            try:
+                (rtcp_s if is_rtcp else rtp_s).sendto(data, addr)
+            except OSError as exc:
+                _dropped_send(self, exc)
 
     def close(self) -> None:
         """Send RTCP BYE, release the sockets and the port."""
@@ -131,9 +209,13 @@ class MediaStream:
         self.session.close(self.engine.now())
         self._flush()
         self.engine._remove(self)
-        for ep in (self._rtp, self._rtcp):
-            if ep is not None and ep.transport is not None:
-                ep.transport.close()
+        loop = self.engine._loop
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None:
+                if loop is not None and not loop.is_closed():
+                    loop.remove_reader(sock.fileno())
+                sock.close()
+        self._rtp = self._rtcp = None
         self.engine.ports.release(self.local[1])
 
 
@@ -153,6 +235,8 @@ class MediaEngine:
         self._banks: dict[int, InbandBank] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_time: Callable[[], float] = time.monotonic
+        self._loop_logged = False
         self.tick_interval = 0.02
         self.ticks = 0
         self.late_ticks = 0  # ticks that started more than 10 ms late
@@ -165,6 +249,7 @@ class MediaEngine:
         """Bind sockets for a new call and start its session on the shared clock."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loop_time = loop.time
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         rtp_sock, rtcp_sock, port = bind_rtp_pair(self.ports, self.host, family)
         cfg = config or SessionConfig()
@@ -172,15 +257,19 @@ class MediaEngine:
         session = RtpSession(cfg, remote, now=loop.time(), wallclock_offset=time.time() - loop.time(),
                              batched_detection=batched)
         stream = MediaStream(self, session, (self.host, port))
+        if not self._loop_logged:
+            self._loop_logged = True
+            log.info("media engine on %s", loop_name(loop))
         try:
-            _, rtp_ep = await loop.create_datagram_endpoint(lambda: _Endpoint(stream, False), sock=rtp_sock)
-            _, rtcp_ep = await loop.create_datagram_endpoint(lambda: _Endpoint(stream, True), sock=rtcp_sock)
+            loop.add_reader(rtp_sock.fileno(), stream._rtp_readable)
+            loop.add_reader(rtcp_sock.fileno(), stream._rtcp_readable)
         except Exception:
+            loop.remove_reader(rtp_sock.fileno())
             rtp_sock.close()
             rtcp_sock.close()
             self.ports.release(port)
             raise
-        stream._rtp, stream._rtcp = rtp_ep, rtcp_ep
+        stream._rtp, stream._rtcp = rtp_sock, rtcp_sock
         if batched:
             stream._bank_slot = self._bank(cfg.codec.sample_rate).add()
         self.streams.append(stream)
@@ -232,28 +321,85 @@ class MediaEngine:
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
 
     def tick(self, now: float) -> None:
-        """One clock step for every stream (also callable from tests with a virtual ``now``)."""
+        """One clock step for every stream (also callable from tests with a virtual ``now``).
+
+        Per due stream: the session's send/RTCP/timeout half (:meth:`RtpSession.tick_head`), then
+        its jitter buffer output. Sessions with one whole G.711 frame due (nearly all, nearly always)
+        are decoded together, one table lookup over every call's payload; the rest take the
+        session's general playout. Then one detector pass per sample rate over everything decoded,
+        the second half of each session's tick, and its datagrams and callbacks.
+        """
         streams = self.streams
         while True:
             due = [s for s in streams if s.session._next_tick <= now and not s.closed]
             if not due:
                 break
-            batched: dict[int, list[tuple[MediaStream, np.ndarray]]] = {}
+            decoded: list[np.ndarray] = [_NO_AUDIO] * len(due)
+            # G.711 sessions' frames, decoded together: table id -> (table, payloads, members)
+            groups: dict[int, tuple[np.ndarray, list[bytes], list[tuple[int, list[JitterFrame], int]]]] = {}
+            for i, s in enumerate(due):
+                sess = s.session
+                sess.tick_head(sess._next_tick, now)
+                frames = sess.jitter.pop(now)
+                table = sess.decode_table
+                if table is None or not frames:
+                    decoded[i] = sess.playout(now, frames)
+                    continue
+                size = sess.frame_samples  # G.711: one byte per sample
+                if len(frames) == 1:
+                    payload = frames[0].payload
+                    if payload is None or len(payload) != size:
+                        decoded[i] = sess.playout(now, frames)
+                        continue
+                    payloads = [payload]
+                else:
+                    payloads = [jf.payload for jf in frames if jf.payload is not None]  # type: ignore[misc]
+                    if any(len(p) != size for p in payloads):
+                        decoded[i] = sess.playout(now, frames)
+                        continue
+                group = groups.get(id(table))
+                if group is None:
+                    group = groups[id(table)] = (table, [], [])
+                group[1].extend(payloads)
+                group[2].append((i, frames, len(payloads)))
+            for table, payloads, members in groups.values():
+                if not payloads:  # only lost frames
+                    for i, frames, _ in members:
+                        decoded[i] = due[i].session.playout(now, frames, [])
+                    continue
+                rows = list(table[np.frombuffer(b"".join(payloads), dtype=np.uint8)].reshape(len(payloads), -1))
+                r = 0
+                for i, frames, count in members:
+                    sess = due[i].session
+                    if count == 1 and len(frames) == 1 and sess.play_whole(frames[0], rows[r]):
+                        decoded[i] = rows[r]
+                    else:
+                        decoded[i] = sess.playout(now, frames, rows[r:r + count])
+                    r += count
+            batched: dict[int, list[int]] = {}
+            for i, s in enumerate(due):
+                if s._bank_slot is not None:
+                    batched.setdefault(s.session.codec.sample_rate, []).append(i)
+                else:
+                    sess = s.session
+                    events = sess._detector.process(decoded[i]) if sess._detector is not None else []
+                    sess.finish_tick(decoded[i], events, now)
+            for rate, idx in batched.items():
+                results = self._banks[rate].process([due[i]._bank_slot for i in idx],  # type: ignore[misc]
+                                                    [decoded[i] for i in idx])
+                for i, events in zip(idx, results, strict=True):
+                    due[i].session.finish_tick(decoded[i], events, now)
             for s in due:
                 sess = s.session
-                frame = sess.tick_io(sess.next_deadline(), now)
-                if s._bank_slot is not None:
-                    batched.setdefault(sess.codec.sample_rate, []).append((s, frame))
-                elif sess._detector is not None:
-                    sess.finish_tick(frame, sess._detector.process(frame), now)
-                else:
-                    sess.finish_tick(frame, [], now)
-            for rate, items in batched.items():
-                bank = self._banks[rate]
-                results = bank.process([s._bank_slot for s, _ in items],  # type: ignore[misc]
-                                       [f for _, f in items])
-                for (s, frame), events in zip(items, results, strict=True):
-                    s.session.finish_tick(frame, events, now)
-            for s in due:
-                s._flush()
-                s._dispatch()
+                out = sess._out
+                if out:
+                    if len(out) == 1 and not out[0][2] and s._rtp is not None:
+                        sess._out = []  # one RTP packet: the usual tick
+                        try:
+                            s._rtp.sendto(out[0][0], out[0][1])
+                        except OSError as exc:
+                            _dropped_send(s, exc)
+                    else:
+                        s._flush()
+                if sess._events or sess._received_audio:
+                    s._dispatch()

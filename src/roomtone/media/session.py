@@ -44,11 +44,11 @@ import numpy as np
 
 from roomtone.dtmf import rfc4733
 from roomtone.dtmf.digits import DtmfError, Step, Tone
-from roomtone.media import rtp
+from roomtone.media import g711, rtp
 from roomtone.media.codecs import PCMU, AudioCodec
 from roomtone.media.dtmf_mux import DtmfDeduplicator, DtmfEvent, DtmfStart, Method
 from roomtone.media.inband import InbandDtmfSender, StreamingInband
-from roomtone.media.jitter import JitterBuffer
+from roomtone.media.jitter import JitterBuffer, JitterFrame
 from roomtone.media.suppress import ToneSuppressor
 
 log = logging.getLogger(__name__)
@@ -265,8 +265,14 @@ class RtpSession:
         self.frame_samples = codec.frame_samples(cfg.ptime_ms)
         self.frame_ticks = codec.frame_ticks(cfg.ptime_ms)
         self.ptime = cfg.ptime_ms / 1000
+        self._spt = codec.samples_per_tick
+        self._clock_rate = codec.clock_rate
+        self._dur_len = -1  # (payload length, frame duration) of the last received audio packet
+        self._dur = 0
         self._encoder = codec.new_encoder()
         self._decoder = codec.new_decoder()
+        #: G.711's decode table: stateless, so an engine may decode many sessions' frames in one go
+        self.decode_table = {"PCMU": g711.ULAW_DECODE_TABLE, "PCMA": g711.ALAW_DECODE_TABLE}.get(codec.name)
         if now is not None:
             self._next_rtcp = now + cfg.rtcp_interval / 2
         self._out_pcm: deque[np.ndarray] = deque()
@@ -278,6 +284,7 @@ class RtpSession:
         self._remote_ssrc: int | None = None
         self._reception: _ReceptionStats | None = None
         self._unknown_pts_logged: set[int] = set()
+        self._fast_b1 = bytes([cfg.payload_type & 0x7F])  # second header byte of a fast-path packet
         self._playout_buf = _EMPTY
         # Two sample streams: "decoded" (what the peer sent, in order, losses concealed; the
         # detector's input) and "played" (decoded plus silence where the buffer ran dry, minus
@@ -290,6 +297,7 @@ class RtpSession:
         self._received_audio: deque[np.ndarray] = deque(maxlen=cfg.received_audio_frames)
         # DTMF
         self._rx4733 = rfc4733.Receiver(codec.clock_rate)
+        self._rx4733_busy = False  # an event packet arrived since the receiver was last idle
         self._rx_starts: dict[tuple[int, int, int], float] = {}  # (ssrc, ts, code) -> arrival time
         self._tx4733: rfc4733.Sender | None = None
         if cfg.telephone_event_pt is not None:
@@ -400,6 +408,26 @@ class RtpSession:
 
     # ------------------------------------------------------------------ network side
     def receive_rtp(self, data: bytes, addr: Address, now: float) -> None:
+        # Fast path for the steady state of a call (most packets): a plain header (version 2, no
+        # padding, extension or CSRCs), the audio payload type without marker, from the latched
+        # source and SSRC. It does exactly what the general path below does for such a packet,
+        # minus the packet object, the demultiplexing and the checks that cannot fail.
+        if (data[1:2] == self._fast_b1 and data[0] == 0x80 and addr == self._source
+                and len(data) > 12 and not self.closed):
+            _, _, seq, ts, ssrc = _HEADER.unpack_from(data)
+            reception = self._reception
+            if ssrc == self._remote_ssrc and reception is not None:
+                self._source_last = self._last_rx = now
+                self._timeout_reported = False
+                stats = self.stats
+                stats.rtp_received += 1
+                stats.bytes_received += len(data)
+                reception.update(seq, ts, (now - self._started) * self._clock_rate)
+                plen = len(data) - 12
+                if plen != self._dur_len:
+                    self._dur_len, self._dur = plen, self.codec.payload_samples(plen) // self._spt
+                self.jitter.push(ts, data[12:], now, self._dur, seq, ssrc)
+                return
         if self.closed:
             return
         if rtp.is_rtcp(data):  # rtcp-mux peers
@@ -454,6 +482,7 @@ class RtpSession:
             self.jitter.push(pkt.timestamp, pkt.payload, now, n, pkt.sequence, pkt.ssrc)
         else:
             self.stats.events_received += 1
+            self._rx4733_busy = True
             self._on_rfc4733(self._rx4733.receive_rtp(now, pkt))
 
     def receive_rtcp(self, data: bytes, addr: Address, now: float) -> None:
@@ -488,13 +517,21 @@ class RtpSession:
         tone in two. Batched engines run one detector pass over every session's decoded audio, then
         call :meth:`finish_tick` with each session's detector events.
         """
+        self.tick_head(tick_time, now)
+        return self._playout(now, self.jitter.pop(now), None)
+
+    def tick_head(self, tick_time: float, now: float) -> None:
+        """Everything in :meth:`tick_io` except the playout: send, RFC 4733 timeouts, RTCP, media
+        timeout. An engine batching G.711 decode over many sessions calls this, pops the jitter
+        buffer itself, decodes, then calls :meth:`playout` with the decoded audio."""
         self._next_tick = tick_time + self.ptime
         self._send_tick(tick_time)
-        if self.config.telephone_event_pt is not None:
+        if self._rx4733_busy:
             deadline = self._rx4733.next_deadline()
-            if deadline is not None and deadline <= now:
+            if deadline is None:
+                self._rx4733_busy = False
+            elif deadline <= now:
                 self._on_rfc4733(self._rx4733.poll(now))
-        decoded = self._playout(now)
         if now >= self._next_rtcp:
             self._send_rtcp(now)
         timeout = self.config.media_timeout
@@ -504,7 +541,28 @@ class RtpSession:
             self._timeout_reported = True
             log.info("no media from the peer for %.1f s", now - self._last_rx)
             self._events.append(MediaTimeout(now - self._last_rx))
-        return decoded
+
+    def play_whole(self, jf: JitterFrame, pcm: np.ndarray) -> bool:
+        """Playout of exactly one whole, already decoded frame when nothing is buffered (the
+        steady state); False (nothing done) otherwise, then use :meth:`playout`."""
+        n = self.frame_samples
+        if len(pcm) != n or len(self._playout_buf):
+            return False
+        self._ts_anchor = (jf.timestamp, self._dec_pos)
+        self._dec_pos += n
+        self._play_pos += n
+        self._played_frame = pcm
+        return True
+
+    def playout(self, now: float, frames: list[JitterFrame],
+                pcms: list[np.ndarray] | None = None) -> np.ndarray:
+        """Play out this tick's jitter buffer output (:meth:`tick_io` without the first half).
+
+        ``pcms``, when given, holds the already decoded audio of every frame that has a payload,
+        in order (an engine decoding many sessions' G.711 at once); else the session decodes.
+        Returns the decoded audio (the detector's input).
+        """
+        return self._playout(now, frames, pcms)
 
     def finish_tick(self, decoded: np.ndarray, inband_events: list[tuple[str, int, int, int]],
                     now: float) -> None:
@@ -584,6 +642,24 @@ class RtpSession:
 
     def _send_tick(self, tick_time: float) -> None:
         cfg = self.config
+        tx = self._tx4733
+        if (not self._out_pcm and self._active_job is None and not self._jobs
+                and (tx is None or not (tx.active or tx.pending))):
+            # nothing to send but silence (most ticks of most calls): the cached silence payload
+            remote = self.remote
+            if remote is not None and cfg.send_silence and self.send_enabled:
+                payload = self._silence_payload
+                if payload is None or self.codec.name == "G722":
+                    payload = self._silence_payload = self._encoder.encode(self._silence)
+                # _send_packet, inlined for the most frequent packet of all
+                self._out.append((_HEADER.pack(0x80, cfg.payload_type, self._seq, self._ts, self.ssrc) + payload,
+                                  remote, False))
+                self._seq = (self._seq + 1) & 0xFFFF
+                stats = self.stats
+                stats.rtp_sent += 1
+                stats.bytes_sent += len(payload)
+            self._ts = (self._ts + self.frame_ticks) & 0xFFFFFFFF
+            return
         audio = self._next_out_frame()
         events_on_wire = False
         if self._active_job is None and self._jobs:
@@ -649,15 +725,14 @@ class RtpSession:
         return rtp.ReceiverReport(self.ssrc, blocks)
 
     # ------------------------------------------------------------------ internals: receiving
-    def _playout(self, now: float) -> np.ndarray:
-        """Decode what the jitter buffer releases; queue one played frame. Returns the decoded audio."""
+    def _playout(self, now: float, frames: list[JitterFrame], pcms: list[np.ndarray] | None = None) -> np.ndarray:
+        """Decode what the jitter buffer released; queue one played frame. Returns the decoded audio."""
         n = self.frame_samples
         spt = self.codec.samples_per_tick
-        frames = self.jitter.pop(now)
         if len(frames) == 1 and not len(self._playout_buf) and frames[0].payload is not None:
             # the common case: exactly one whole frame due, nothing buffered
             jf = frames[0]
-            pcm = self._decoder.decode(jf.payload)  # type: ignore[arg-type]
+            pcm = self._decoder.decode(jf.payload) if pcms is None else pcms[0]  # type: ignore[arg-type]
             self._ts_anchor = (jf.timestamp, self._dec_pos)
             self._dec_pos += len(pcm)
             if len(pcm) == n:
@@ -668,11 +743,15 @@ class RtpSession:
             decoded = pcm
         else:
             parts = []
+            k = 0
             for jf in frames:
                 if jf.payload is None:
                     pcm = np.zeros(jf.duration * spt, dtype=np.int16)
-                else:
+                elif pcms is None:
                     pcm = self._decoder.decode(jf.payload)
+                else:
+                    pcm = pcms[k]
+                    k += 1
                 self._ts_anchor = (jf.timestamp, self._dec_pos)
                 self._dec_pos += len(pcm)
                 parts.append(pcm)
