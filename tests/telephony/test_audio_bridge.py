@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 from av.audio.resampler import AudioResampler
 
@@ -118,6 +119,118 @@ async def test_phone_track_keeps_pts_consistent_and_fills_gaps_with_silence() ->
     assert int((await track.recv()).to_ndarray()[0, 0]) == 15
     track.stop()
     track.push(np.zeros(160, dtype=np.int16))  # ignored once stopped
+
+
+# ---------------------------------------------------------------- in-process: gateway + pjsua2 phone
+
+
+class SineTrack(MediaStreamTrack):
+    """A server-side participant's microphone: a paced 48 kHz mono sine."""
+
+    kind = "audio"
+
+    def __init__(self, freq: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self._n = 0
+        self._t0: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self._t0 is None:
+            self._t0 = loop.time()
+        delay = self._t0 + self._n / 48000 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = AudioFrame.from_ndarray(sine(self.freq, 48000, self._n, 960, 0.2).reshape(1, -1), format="s16",
+                                        layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._n, fractions.Fraction(1, 48000)
+        self._n += 960
+        return frame
+
+
+async def _publish_tone(rooms: Any, room: str, identity: str, freq: float) -> tuple[Any, str]:
+    from livekit.protocol import models
+
+    from roomtone.rooms import CallbackEndpoint, new_sid
+
+    p = await rooms.join(room, identity, endpoint=CallbackEndpoint())
+    info = models.TrackInfo(sid=new_sid("TR_"), type=models.AUDIO, source=models.TrackSource.MICROPHONE, name="mic")
+    await p.publish_track(info, SineTrack(freq))
+    return p, info.sid
+
+
+async def _read_track(media: Any, seconds: float, rate: int) -> np.ndarray:
+    from roomtone.rtc.media import subscribe
+
+    proxy = subscribe(media)
+    chunks: list[np.ndarray] = []
+    try:
+        while sum(map(len, chunks)) < seconds * rate:
+            frame = await asyncio.wait_for(proxy.recv(), 2)
+            assert frame.sample_rate == rate
+            chunks.append(frame.to_ndarray().reshape(-1))
+    finally:
+        proxy.stop()
+    return np.concatenate(chunks)
+
+
+@pytest.mark.interop
+async def test_outbound_call_hears_the_mix_of_two_participants(gateway: Any, tmp_path: Path) -> None:
+    """CreateSIPParticipant to a pjsua2 phone: the phone records the mix of a participant that
+    published before the call (440 Hz) and one that publishes after the answer (700 Hz); the room
+    hears the phone's 1000 Hz on the SIP participant's track; a publisher leaving leaves the mix;
+    the phone hanging up closes the bridge."""
+    from livekit.protocol import sip as sip_pb
+
+    from tests.phones.pjsua import pjsua_phone
+    from tests.telephony.conftest import wait_for
+
+    tone = tmp_path / "tone1000.wav"
+    _write_tone_wav(tone, 1000, 30)
+    rec = tmp_path / "heard.wav"
+    rooms = gateway.rooms
+    first, _ = await _publish_tone(rooms, "mix", "alice", 440)
+    with pjsua_phone(user="callee", auto_answer=True, codecs=("G722",)) as phone:
+        await gateway.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_out", address=f"127.0.0.1:{phone.port}", numbers=["+15550999"]))
+        await gateway.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_out", sip_call_to="callee", room_name="mix", wait_until_answered=True))
+        await asyncio.to_thread(phone.play, str(tone))
+        await asyncio.to_thread(phone.record, str(rec))
+        second, second_sid = await _publish_tone(rooms, "mix", "bob", 700)
+        (call,) = gateway.calls.values()
+        bridge = call.audio
+        assert bridge is not None and bridge.rate == 16000
+        await wait_for(lambda: len(bridge.sources) == 2, 5, "both publishers heard")
+
+        sip = rooms.participant("mix", "sip_callee")
+        assert [t.name for t in sip.record.tracks] == ["phone"]
+        heard_by_room = await _read_track(sip.media[sip.record.tracks[0].sid], 1.5, 16000)
+        assert abs(peak_hz(heard_by_room[8000:], 16000) - 1000) <= 10, rms(heard_by_room)
+
+        await second.unpublish_track(second_sid)
+        await wait_for(lambda: len(bridge.sources) == 1, 5, "unpublished track leaves the mix")
+        await second.leave()
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(phone.hangup)
+        await wait_for(lambda: not gateway.calls, 10, "call forgotten after the phone hung up")
+        assert bridge.closed and bridge.track.readyState == "ended" and not bridge.sources
+        assert rooms.participant("mix", "sip_callee") is None
+    await first.leave()
+
+    pcm, rate = _read_wav(rec)
+    # with both publishers (the recording starts about when bob publishes): both tones
+    both = pcm[int(rate * 0.5): int(rate * 1.5)]
+    spectrum = np.abs(np.fft.rfft(both.astype(np.float64) * np.hanning(len(both))))
+    freqs = np.fft.rfftfreq(len(both), 1 / rate)
+    level = {f: spectrum[(freqs > f - 15) & (freqs < f + 15)].max() for f in (440, 700, 1000)}
+    assert level[440] > 0.3 * level[700] and level[700] > 0.3 * level[440], level
+    assert level[1000] < 0.01 * level[440], level  # the phone does not hear itself
+    # after bob left: 440 Hz alone
+    end = len(pcm) - int(rate * 0.3)
+    alone = pcm[end - rate: end]
+    assert abs(peak_hz(alone, rate) - 440) <= 10, (peak_hz(alone, rate), rms(alone))
 
 
 # ---------------------------------------------------------------- end to end in a namespace
