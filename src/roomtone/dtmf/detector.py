@@ -284,6 +284,11 @@ class DtmfDetectorBank:
         self._rev_twist = 10 ** (cfg.max_reverse_twist_db / 10)
         self._norm_twist = 10 ** (-cfg.max_normal_twist_db / 10)
         self._coh2 = cfg.min_coherence**2
+        # tan^2 of half the allowed deviation spread, less 1e-4 rad (10x _atan's error bound);
+        # -1 (never "near") if that angle is not in (0, pi/2)
+        half = omega * s * cfg.max_deviation_spread / 2 - 1e-4
+        usable = (half > 0) & (half < np.pi / 2)
+        self._tan2_half_spread = np.where(usable, np.tan(np.where(usable, half, 0.0)) ** 2, -1.0)
         self._tone_consts = np.stack((self._rot_c, self._rot_s, self._tan2, self._advance))  # (4, 8)
         if cfg.on_windows < 1 or cfg.off_windows < 1:
             raise DtmfError("on_windows and off_windows must be at least 1")
@@ -425,6 +430,27 @@ class DtmfDetectorBank:
         valid &= (q_lo + q_hi) * self._power_to_energy >= etot * self.config.min_purity
         if counts is not None:
             valid &= np.arange(m)[:, None] < counts[None, :]
+        j, ch, code, lead, ref = self._windows(valid, q, dft, energy)
+        events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
+        # the last 3 sub-blocks of each channel become the next call's history
+        if counts is None and in_ring:
+            self._pos += m
+        else:
+            rows = (m if counts is None else counts[None, :]) + np.arange(_HIST)[:, None]  # (3, c)
+            cols = np.arange(c)[None, :]
+            h_dft, h_pw, h_e = dft[rows, :, cols], pw[rows, :, cols], energy[rows, cols]  # copies
+            self._ring_dft[:_HIST] = h_dft.transpose(0, 2, 1)
+            self._ring_pw[:_HIST] = h_pw.transpose(0, 2, 1)
+            self._ring_e[:_HIST] = h_e
+            self._pos = 0
+        self._blocks += m if counts is None else counts
+        return events
+
+    def _windows(self, valid: npt.NDArray[np.bool_], q: npt.NDArray[np.float32], dft: F64, energy: F64,
+                 ) -> tuple[I64, I64, I64, F64, F64]:
+        """The windows that hold a digit, from those that passed the cheap tests (``valid``):
+        their indices ``(j, ch)``, key code, leading shortfall and reference energy."""
+        c = self.channels
         flat = np.flatnonzero(valid)  # (window, channel) in row-major order, like np.nonzero
         j = flat // c
         ch = flat - j * c
@@ -474,29 +500,23 @@ class DtmfDetectorBank:
             rot_c, rot_s, tan2, advance = self._tone_consts[:, t2]
             ur = zr * rot_c + zi * rot_s
             ui = zi * rot_c - zr * rot_s
-            ok2 = (ur > 0) & (ui * ui <= tan2 * (ur * ur))
-            ok2 &= ur * ur + ui * ui >= self._coh2 * (qt * qt)
-            # relative frequency error of each tone (angle / nominal advance)
-            dev = _atan(ui / np.where(ur > 0, ur, 1.0)) / advance
+            ui2, ur2 = ui * ui, ur * ur
+            ok2 = (ur > 0) & (ui2 <= tan2 * ur2)
+            ok2 &= ur2 + ui2 >= self._coh2 * (qt * qt)
+            ok = ok2[0] & ok2[1]
             # Q.24's worst accepted case has the tones 3% apart in relative error (−1.5%, +1.5%);
-            # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6
-            ok = ok2[0] & ok2[1] & (np.abs(dev[1] - dev[0]) <= self.config.max_deviation_spread)
+            # a musical octave or a note and its 2nd harmonic lands about 4% apart on keys C and 6.
+            # Where both tones are within half that spread of nominal (with a margin for the
+            # arctangent's error), the test cannot fail and the arctangents are skipped.
+            near = ui2 <= self._tan2_half_spread[t2] * ur2
+            if (ok & ~(near[0] & near[1])).any():
+                # relative frequency error of each tone (angle / nominal advance)
+                dev = _atan(ui / np.where(ur > 0, ur, 1.0)) / advance
+                ok &= np.abs(dev[1] - dev[0]) <= self.config.max_deviation_spread
             j, ch, lead, ref = j[ok], ch[ok], lead[ok], ref[ok]
             code = _CODE_TABLE[t2[0, ok], t2[1, ok] - 4]
-        events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
-        # the last 3 sub-blocks of each channel become the next call's history
-        if counts is None and in_ring:
-            self._pos += m
-        else:
-            rows = (m if counts is None else counts[None, :]) + np.arange(_HIST)[:, None]  # (3, c)
-            cols = np.arange(c)[None, :]
-            h_dft, h_pw, h_e = dft[rows, :, cols], pw[rows, :, cols], energy[rows, cols]  # copies
-            self._ring_dft[:_HIST] = h_dft.transpose(0, 2, 1)
-            self._ring_pw[:_HIST] = h_pw.transpose(0, 2, 1)
-            self._ring_e[:_HIST] = h_e
-            self._pos = 0
-        self._blocks += m if counts is None else counts
-        return events
+
+        return j, ch, code, lead, ref
 
     def _run_states(self, m: int, j: I64, ch: I64, code: I64, lead: F64, ref: F64, energy: F64,
                     counts: I64 | None) -> list[DtmfEvent]:
