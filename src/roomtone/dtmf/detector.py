@@ -473,11 +473,15 @@ class DtmfDetectorBank:
             f = np.minimum(w * (1.0 / np.where(r > 0, r, 1.0)), 1.0)
             keep = f[0] + f[1] + f[2] + f[3] >= self.config.min_coverage
             j, ch, r, flat = j[keep], ch[keep], r[keep], flat[keep]
-            f0, f1, f2, f3 = f[:, keep]
+            f = f[:, keep]
             # where the signal starts: the leading sub-blocks' shortfall, up to the first one that
             # is (nearly) full; summing every sub-block's shortfall instead would count the
-            # cross-term's ±10% wobble of each full one as a later start
-            lead = (1.0 - f0) + (f0 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * (1.0 - f3)))
+            # cross-term's ±10% wobble of each full one as a later start. That is
+            # (1-f0) + [f0<FULL] * ((1-f1) + [f1<FULL] * ((1-f2) + [f2<FULL] * (1-f3))):
+            short, part = 1.0 - f, f < _FULL
+            lead = short[3]
+            for i in (2, 1, 0):
+                lead = short[i] + part[i] * lead
             ref = r
         if len(ch):
             # the window's 8 tone powers (8, n); its low and high tone (2, n) and their powers
@@ -594,8 +598,11 @@ class DtmfDetectorBank:
             rr = np.where(fj > 0, ref_after.reshape(-1)[fi - n], ref0[fc])
             c = self.channels
             f = np.minimum(energy.reshape(-1)[fj * c + sel[fc] + _COLS4 * c] / np.where(rr > 0, rr, 1.0), 1.0)
-            f0, f1, f2, f3 = f
-            tail = (1.0 - f3) + (f3 < _FULL) * ((1.0 - f2) + (f2 < _FULL) * ((1.0 - f1) + (f1 < _FULL) * (1.0 - f0)))
+            # (1-f3) + [f3<FULL] * ((1-f2) + [f2<FULL] * ((1-f1) + [f1<FULL] * (1-f0)))
+            short, part = 1.0 - f, f < _FULL
+            tail = short[0]
+            for i in (1, 2, 3):
+                tail = short[i] + part[i] * tail
             end_val.reshape(-1)[fi] = (blocks0[fc] + fj + 1) * s - np.rint(tail * s).astype(np.int64)
         end_est = np.where(has[2], end_val.ravel()[at[2]], self._end_est[sel])
         # candidate onset: set where a candidate run starts; a digit's onset: its candidate's
@@ -608,28 +615,23 @@ class DtmfDetectorBank:
         if len(ei):
             ej = ei // n
             ec = ei - ej * n
-            fl = flags[ej, ec]
-            first = ej == 0
-            prev = np.maximum(ej - 1, 0)
-            before = np.where(first, st0[ec], out[prev, ec] & _STATE_MASK)
-            start = np.where(first, onset0[ec], onset_after[prev, ec])
-            new_start = cand_onset[ej, ec]
-            confirm = (fl & _CONFIRM) != 0
-            # a digit replaced by another one ends where the new one starts
-            ends = end_est[ej, ec]
-            ends = np.maximum(np.where(confirm, np.minimum(ends, new_start), ends), start + 1)
-            new_code = inp[ej, ec] - 1
+            # the state and onset before each step k: row k of these
+            before = np.concatenate((st0[None], out[:-1] & _STATE_MASK)).reshape(-1)[ei]
+            start = np.concatenate((onset0[None], onset_after[:-1])).reshape(-1)[ei]
             rows = zip(sel[ec].tolist(), ((blocks0[ec] + ej + 1) * s).tolist(), tab.cur[before].tolist(),
-                       start.tolist(), ends.tolist(), new_code.tolist(), new_start.tolist(),
-                       (fl & _ENDED).tolist(), confirm.tolist(), strict=True)
+                       start.tolist(), end_est.reshape(-1)[ei].tolist(), (inp.reshape(-1)[ei] - 1).tolist(),
+                       cand_onset.reshape(-1)[ei].tolist(), flags.reshape(-1)[ei].tolist(), strict=True)
             rate = self.sample_rate
             add = events.append
-            for chan, now, cur, begin, end, code_new, begin_new, is_end, is_start in rows:
-                # tuple.__new__: the named tuple's own constructor, without its Python-level wrapper
-                if is_end:
-                    add(_new_tuple(DtmfEvent, ("ended", CANONICAL[cur], begin, end, now, rate, chan)))
-                if is_start:
+            # (tuple.__new__: the named tuple's own constructor, without its Python-level wrapper)
+            for chan, now, cur, begin, end, code_new, begin_new, fl in rows:
+                if fl & _CONFIRM:
+                    if fl & _ENDED:  # a digit replaced by another one ends where the new one starts
+                        add(_new_tuple(DtmfEvent, ("ended", CANONICAL[cur], begin, max(min(end, begin_new), begin + 1),
+                                                   now, rate, chan)))
                     add(_new_tuple(DtmfEvent, ("started", CANONICAL[code_new], begin_new, None, now, rate, chan)))
+                else:
+                    add(_new_tuple(DtmfEvent, ("ended", CANONICAL[cur], begin, max(end, begin + 1), now, rate, chan)))
         self._state[sel] = st
         self._cand_onset[sel] = cand_onset[-1]
         self._ref[sel] = ref_after[-1]
