@@ -12,7 +12,7 @@ import logging
 import sys
 
 from roomtone import config, server
-from roomtone.api.app import GATEWAY, server_installer
+from roomtone.api.app import GATEWAY
 
 
 async def main(port: int, key: str, secret: str, sip_port: int, db: str) -> None:
@@ -20,7 +20,7 @@ async def main(port: int, key: str, secret: str, sip_port: int, db: str) -> None
     cfg = config.load(env={"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret}, bind="127.0.0.1", port=port)
     cfg.raw = {"sip": {"db": db, "port": sip_port, "transports": ["UDP"],
                        "rtp_port_range_start": 30000, "rtp_port_range_end": 30999}}
-    srv = await server.start(cfg, services=[server_installer])
+    srv = await server.start(cfg)  # the API and gateway are default services
     try:
         print(json.dumps({"ready": GATEWAY in srv.app}), flush=True)
         await asyncio.Event().wait()
