@@ -9,8 +9,7 @@ bridge must close when the phone hangs up and when the room removes the particip
 process's CPU time with and without a bridged call is printed (reported, not asserted).
 
 This file is also the scenario the test runs inside the namespace:
-``python -m tests.telephony.test_audio_bridge SPEC.json`` prints one JSON object; and the server:
-``python -m tests.telephony.test_audio_bridge --server HTTP_PORT KEY SECRET SIP_PORT DB``.
+``python -m tests.telephony.test_audio_bridge SPEC.json`` prints one JSON object.
 
 The pure parts (mixing, resampling, the phone track's timestamps) are tested in-process below.
 """
@@ -260,8 +259,8 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
 def test_phone_and_sdk_hear_each_other(netns, codec: str) -> None:  # noqa: F811
     log = netns.tmp_path("server.log")
     with open(log, "wb") as out:
-        proc = netns.popen([sys.executable, "-m", "tests.telephony.test_audio_bridge", "--server", "7880", KEY, SECRET,
-                            "5060", str(netns.tmp_path("t.sqlite"))], stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        proc = netns.popen([sys.executable, str(HERE / "sdk_gateway_server.py"), "7880", KEY, SECRET, "5060",
+                            str(netns.tmp_path("t.sqlite"))], stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
     deadline = time.monotonic() + 30
     while '"ready": true' not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -444,27 +443,5 @@ async def _scenario(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _serve(port: int, key: str, secret: str, sip_port: int, db: str) -> None:
-    """The roomtone server with its default services (twirp API, SIP gateway) on loopback."""
-    import logging
-
-    from roomtone import config, server
-    from roomtone.api.app import GATEWAY
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = config.load(env={"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret}, bind="127.0.0.1", port=port)
-    cfg.raw = {"sip": {"db": db, "port": sip_port, "transports": ["UDP"],
-                       "rtp_port_range_start": 30000, "rtp_port_range_end": 30999}}
-    srv = await server.start(cfg)
-    try:
-        print(json.dumps({"ready": GATEWAY in srv.app}), flush=True)
-        await asyncio.Event().wait()
-    finally:
-        await srv.stop()
-
-
-if __name__ == "__main__" and sys.argv[1] == "--server":
-    a = sys.argv[2:]
-    asyncio.run(_serve(int(a[0]), a[1], a[2], int(a[3]), a[4]))
-elif __name__ == "__main__":
+if __name__ == "__main__":
     print(json.dumps(asyncio.run(_scenario(json.loads(Path(sys.argv[1]).read_text())))), flush=True)
