@@ -232,6 +232,49 @@ async def test_outbound_call_hears_the_mix_of_two_participants(gateway: Any, tmp
     assert abs(peak_hz(alone, rate) - 440) <= 10, (peak_hz(alone, rate), rms(alone))
 
 
+@pytest.mark.interop
+async def test_two_phones_in_one_room_hear_each_other(gateway: Any, tmp_path: Path) -> None:
+    """Inbound calls from two pjsua2 phones (PCMU at 8 kHz, G722 at 16 kHz) into one room: each
+    phone's track (a server-side track) is the other's source, resampled between the call rates."""
+    from livekit.protocol import sip as sip_pb
+
+    from tests.phones.pjsua import pjsua_phone
+    from tests.telephony.conftest import wait_for
+
+    await gateway.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_in", numbers=["+15550100"]))
+    await gateway.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_in",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="pair"))))
+    tones = {"15551111": 1000.0, "15552222": 600.0}
+    codecs = {"15551111": ("PCMU",), "15552222": ("G722",)}
+    with pjsua_phone(user="15551111", codecs=codecs["15551111"]) as a, \
+            pjsua_phone(user="15552222", codecs=codecs["15552222"]) as b:
+        for phone in (a, b):
+            wav = tmp_path / f"{phone.user}.wav"
+            _write_tone_wav(wav, tones[phone.user], 30)
+            await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
+            await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
+            await wait_for(lambda p=phone: gateway.rooms.participant("pair", f"sip_{p.user}"), 10, "joined")
+            await asyncio.to_thread(phone.play, str(wav))
+            await asyncio.to_thread(phone.record, str(tmp_path / f"{phone.user}-heard.wav"))
+        await wait_for(lambda: sorted(c.audio.rate for c in gateway.calls.values() if c.audio and c.audio.sources)
+                       == [8000, 16000], 10, "each bridge hears the other")
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(a.hangup)
+        await wait_for(lambda: len(gateway.calls) == 1, 10, "first call gone")
+        (left,) = gateway.calls.values()
+        assert left.audio is not None
+        await wait_for(lambda: not left.audio.sources, 5, "the departed phone leaves the other's mix")
+        await asyncio.to_thread(b.hangup)
+        await wait_for(lambda: not gateway.calls, 10, "second call gone")
+    # A recorded from before B called until A hung up: its end; B from after A was in the room: its start
+    for me, other, at_end in (("15551111", "15552222", True), ("15552222", "15551111", False)):
+        pcm, rate = _read_wav(tmp_path / f"{me}-heard.wav")
+        body = pcm[len(pcm) - 2 * rate: len(pcm) - rate // 2] if at_end else pcm[rate // 2: 2 * rate]
+        assert abs(peak_hz(body, rate) - tones[other]) <= 10, (me, peak_hz(body, rate), rms(body))
+        assert rms(body) > 1000, (me, rms(body))
+
+
 # ---------------------------------------------------------------- end to end in a namespace
 
 
