@@ -72,3 +72,13 @@ async def test_call_control_without_gateway_is_unavailable(api_server: ApiServer
         ) as resp:
             assert resp.status == 503
             assert (await resp.json())["code"] == "unavailable"
+
+
+async def test_oversized_body_is_a_twirp_error_not_an_internal_one(api_server: ApiServer) -> None:
+    # Larger than both aiohttp's client_max_size and twirp.MAX_BODY: the caller must hear what is
+    # wrong (a twirp error naming the size), not "internal server error".
+    body = b'{"trunk": {"name": "' + b"x" * (5 << 20) + b'"}}'
+    status, ctype, err = await _post(api_server, "/twirp/livekit.SIP/CreateSIPInboundTrunk", body, "application/json")
+    assert ctype == "application/json"
+    assert (status, err["code"]) == (400, "malformed"), err
+    assert "too large" in err["msg"]

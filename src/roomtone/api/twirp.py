@@ -172,7 +172,12 @@ class TwirpServer:
             claims = self.verifier.verify(_bearer(request))
         except TokenError as exc:
             raise TwirpError("unauthenticated", str(exc)) from None
-        raw = await request.read()
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise TwirpError("malformed", f"request body too large ({request.content_length} bytes, limit {MAX_BODY})")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:  # the app's client_max_size is the lower limit
+            raise TwirpError("malformed", f"request body too large ({exc.text or 'over the limit'})") from None
         if len(raw) > MAX_BODY:
             raise TwirpError("malformed", f"request body too large ({len(raw)} bytes)")
         message = method.request_type()
