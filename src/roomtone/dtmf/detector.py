@@ -43,10 +43,15 @@ non-overlapping 102-sample blocks and judge each block by energy ratios alone:
   depend on which other channels share the batch, or on how its audio was split into frames.
   The per-channel :class:`DtmfDetector` *is* a bank of one channel.
 
-Speed: one matrix product per tick plus about forty array operations, whatever the number of
-channels; the bank serves 1,000 channels of speech at roughly spandsp's per-core C speed (see
-BENCHMARKS.md). Run it with one BLAS thread per process (``OPENBLAS_NUM_THREADS=1``): the matrix
-is small, and OpenBLAS threads contending for a busy core made it 20x slower here.
+Speed: per tick, one matrix product and a few dozen operations over all channels, then a few
+hundred small array operations on just the windows that pass the cheap tests and the channels
+with a digit starting, sounding or ending. The digit state machine is a lookup table (one gather
+per 5 ms window for all those channels; the onsets, ends and levels that go with it are read off
+the step flags for all windows of the tick at once), so there is no Python loop over windows or
+channels, only over the events themselves. The bank serves 1,000 channels of speech and music
+faster than spandsp's per-core C code, DTMF-heavy traffic somewhat slower (see BENCHMARKS.md).
+Run it with one BLAS thread per process (``OPENBLAS_NUM_THREADS=1``): the matrix is small, and
+OpenBLAS threads contending for a busy core made it 20x slower here.
 
 Thresholds were chosen on the development set of ``benchmarks/dtmf_detector.py`` only (its own
 seeds, voices and texts); the evaluation set there is kept apart.
