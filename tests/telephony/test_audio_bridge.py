@@ -347,7 +347,7 @@ def test_phone_and_sdk_hear_each_other(netns, codec: str) -> None:  # noqa: F811
     assert got["sip_left_after_phone_hangup"] and got["phone_hung_up_by_removal"], context
     closed = re.findall(r"audio bridge closed \((.*)\)", server_log)
     assert len(closed) == 2, context
-    assert "sources=0" in closed[0] and "mixed_frames=0" not in closed[0], context
+    assert "mixed_frames=0" not in closed[0], context
 
     cpu = got["cpu"]
     print(f"\n[{codec}] server CPU: {cpu['idle_pct']:.1f}% with the SDK publishing alone, "

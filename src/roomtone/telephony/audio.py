@@ -12,11 +12,13 @@ One :class:`AudioBridge` per answered call that has joined a room:
   whose timestamps do not match its time base arrives at subscribers as silence.
 * **room → phone.** Every audio track another participant publishes (``on_track`` of the rooms
   API) is read through :func:`roomtone.rtc.media.subscribe`, resampled with PyAV's
-  ``AudioResampler`` (libswresample; 48 kHz stereo Opus output, or whatever a server-side track
-  produces) to the call's rate in mono, and buffered per source. A mixer ticking every 20 ms on
-  the loop clock sums the sources that have a frame ready (int32, clipped to int16) and queues
-  the mix with ``MediaCall.send_audio``. Each source's buffer is bounded (``MAX_SOURCE_MS``) so a
-  stalled call cannot make latency grow; sources that underrun are left out of that tick.
+  ``AudioResampler`` (libswresample; 48 kHz stereo from Opus, or whatever a server-side track
+  produces) to each call rate in use, mono, and buffered. :class:`RoomMix`, one per room, reads
+  each track once however many calls the room has, and every 20 ms (loop clock) sums the sources
+  that have a frame ready (int32) and gives each call the sum minus its own phone ("mix-minus"),
+  clipped to int16, through ``MediaCall.send_audio``. A room with N calls thus costs O(N) per tick,
+  not N² subscriptions. Buffers are bounded (``MAX_SOURCE_MS``) so a stalled reader cannot make
+  latency grow; a source that underruns sits out until it has ``PRIME_MS`` again.
 
 Ending: :meth:`AudioBridge.close` (the gateway calls it when the call or the participant ends)
 stops the published track, every subscription and the mixer, and detaches ``on_audio``.
@@ -136,15 +138,191 @@ def mix(frames: list[np.ndarray]) -> np.ndarray:
 
 
 @dataclass(eq=False)
+class _Buffer:
+    """One source's audio at one call rate, waiting for the mixer."""
+
+    chunks: deque[np.ndarray] = field(default_factory=deque)
+    samples: int = 0
+    primed: bool = False
+    dropped_samples: int = 0
+
+    def put(self, pcm: np.ndarray, cap: int) -> None:
+        self.chunks.append(pcm)
+        self.samples += len(pcm)
+        while self.samples > cap and len(self.chunks) > 1:
+            old = self.chunks.popleft()
+            self.samples -= len(old)
+            self.dropped_samples += len(old)
+
+    def take(self, n: int, prime: int) -> np.ndarray | None:
+        if not self.primed:
+            if self.samples < max(n, prime):
+                return None
+            self.primed = True
+        if self.samples < n:
+            self.primed = False  # underrun: re-prime before contributing again
+            return None
+        parts, need = [], n
+        while need:
+            head = self.chunks[0]
+            if len(head) <= need:
+                parts.append(self.chunks.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self.chunks[0] = head[need:]
+                need = 0
+        self.samples -= n
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass(eq=False)
 class _Source:
     publisher: str
     track_sid: str
     proxy: MediaStreamTrack
-    buffer: deque[np.ndarray] = field(default_factory=deque)
-    buffered: int = 0
-    primed: bool = False
+    buffers: dict[int, _Buffer] = field(default_factory=dict)  # call rate -> its buffer
     task: asyncio.Task[None] | None = None
-    dropped_samples: int = 0
+
+
+class RoomMix:
+    """The audio of one room toward its SIP calls, computed once per tick and call rate.
+
+    Every audio track in the room is read once (one subscription, one resampler per call rate in
+    use), however many calls listen: a conference "mix-minus". Each tick sums the sources that
+    have a frame ready (int32) and gives each call the sum minus its own phone's contribution, so
+    a room with N calls costs O(N) per tick rather than O(N²) subscriptions and resamplers.
+    """
+
+    def __init__(self, key: tuple[int, str]) -> None:
+        self.key = key
+        self.bridges: list[AudioBridge] = []
+        self.sources: dict[str, _Source] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # ---- members
+
+    def add_bridge(self, bridge: AudioBridge) -> None:
+        self.bridges.append(bridge)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    def remove_bridge(self, bridge: AudioBridge) -> None:
+        if bridge in self.bridges:
+            self.bridges.remove(bridge)
+        if not self.bridges:
+            self.close()
+
+    def close(self) -> None:
+        _mixes.pop(self.key, None)
+        for sid in list(self.sources):
+            self.remove_source(sid)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._task = None
+
+    # ---- sources
+
+    def add_source(self, publisher: str, track_sid: str, media: Any) -> None:
+        if track_sid in self.sources or not self.bridges:
+            return
+        try:
+            proxy = subscribe(media)
+        except Exception as exc:
+            log.warning("room %s: cannot subscribe to %s's track %s: %s", self.key[1], publisher, track_sid, exc)
+            return
+        source = _Source(publisher, track_sid, proxy)
+        self.sources[track_sid] = source
+        source.task = asyncio.ensure_future(self._read(source))
+        log.info("room %s: SIP calls hear %s's track %s", self.key[1], publisher, track_sid)
+
+    def remove_source(self, track_sid: str) -> None:
+        source = self.sources.pop(track_sid, None)
+        if source is None:
+            return
+        source.proxy.stop()
+        if source.task is not None and source.task is not asyncio.current_task():
+            source.task.cancel()
+        log.info("room %s: SIP calls stopped hearing %s's track %s", self.key[1], source.publisher, track_sid)
+
+    async def _read(self, source: _Source) -> None:
+        resamplers: dict[int, AudioResampler] = {}
+        shape: tuple[str, str, int] | None = None
+        try:
+            while True:
+                frame = await source.proxy.recv()
+                assert isinstance(frame, AudioFrame)
+                this = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if this != shape:
+                    resamplers.clear()
+                    shape = this
+                for rate in {b.rate for b in self.bridges}:
+                    resampler = resamplers.get(rate)
+                    if resampler is None:
+                        resampler = resamplers[rate] = AudioResampler(format="s16", layout="mono", rate=rate)
+                    pcm = to_call_rate(resampler, frame)
+                    if len(pcm):
+                        source.buffers.setdefault(rate, _Buffer()).put(pcm, int(rate * MAX_SOURCE_MS / 1000))
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("room %s: reading %s's track %s failed", self.key[1], source.publisher, source.track_sid)
+        finally:
+            if self.sources.get(source.track_sid) is source:
+                self.remove_source(source.track_sid)
+
+    # ---- mixing
+
+    def tick(self) -> None:
+        """One 20 ms step: each call gets the sources ready at its rate, minus its own."""
+        for rate in {b.rate for b in self.bridges}:
+            n, prime = int(rate * PTIME), int(rate * PRIME_MS / 1000)
+            frames: dict[str, np.ndarray] = {}
+            for sid, source in list(self.sources.items()):
+                buf = source.buffers.get(rate)
+                frame = buf.take(n, prime) if buf is not None else None
+                if frame is not None:
+                    frames[sid] = frame
+            total = np.sum(np.stack(list(frames.values())).astype(np.int32), axis=0) if frames else None
+            for bridge in self.bridges:
+                if bridge.rate != rate:
+                    continue
+                own = frames.get(bridge.track_sid)
+                if total is None or (own is not None and len(frames) == 1):
+                    bridge.deliver(None)
+                    continue
+                out = total - own if own is not None else total
+                bridge.deliver(np.clip(out, -32768, 32767).astype(np.int16))
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        k = 0
+        try:
+            while self.bridges:
+                k += 1
+                delay = t0 + k * PTIME - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.2:  # stalled: resynchronise rather than burst
+                    t0, k = loop.time(), 0
+                self.tick()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("room %s: audio mixer failed", self.key[1])
+
+
+_mixes: dict[tuple[int, str], RoomMix] = {}
+
+
+def room_mix(rooms: Any, room_name: str) -> RoomMix:
+    """The room's shared mix (one per room manager and room), created on first use."""
+    key = (id(rooms), room_name)
+    mix_ = _mixes.get(key)
+    if mix_ is None:
+        mix_ = _mixes[key] = RoomMix(key)
+    return mix_
 
 
 class AudioBridge:
@@ -160,19 +338,27 @@ class AudioBridge:
         self.frame_samples = int(self.rate * PTIME)
         self.track = PhoneAudioTrack(self.rate)
         self.track_sid = ""
-        self.sources: dict[str, _Source] = {}
         self.closed = False
         self.mixed_frames = 0
-        self._mixer: asyncio.Task[None] | None = None
+        self.mix: RoomMix | None = None
         self._idle = True
 
+    @property
+    def sources(self) -> dict[str, _Source]:
+        """The tracks this call hears (the room's, without its own)."""
+        if self.mix is None or self.closed:
+            return {}
+        return {sid: s for sid, s in self.mix.sources.items() if sid != self.track_sid}
+
     async def start(self) -> None:
-        """Publish the phone's track, start hearing the room, and the mixer."""
+        """Publish the phone's track and join the room's mix."""
         p = self.participant
         self.call.on_audio = self.track.push
         info = models.TrackInfo(sid=new_sid("TR_"), type=models.AUDIO, source=models.TrackSource.MICROPHONE,
                                 name=TRACK_NAME, mime_type="audio/opus")
         self.track_sid = info.sid
+        self.mix = room_mix(self.rooms, p.room_name)
+        self.mix.add_bridge(self)
         # hear tracks published from now on, then those already there
         endpoint = p.endpoint
         endpoint.on_track = self._on_track  # type: ignore[attr-defined]
@@ -180,126 +366,32 @@ class AudioBridge:
         for publisher, track, media in self.rooms.published_tracks(p.room_name):
             self._on_track(publisher, track, media)
         await p.publish_track(info, self.track)
-        self._mixer = asyncio.ensure_future(self._mix_loop())
         log.info("call %s: audio bridged to room %s as %s (track %s, %d Hz)",
                  self.call.call_id, p.room_name, p.identity, info.sid, self.rate)
 
-    # ---- room -> phone
-
     def _on_track(self, publisher: Participant, track: models.TrackInfo, media: Any) -> None:
-        if self.closed or publisher is self.participant or track.type != models.AUDIO or media is None:
+        if self.closed or self.mix is None or track.type != models.AUDIO or media is None:
             return
-        if track.sid in self.sources:
+        if publisher is self.participant:
             return
-        try:
-            proxy = subscribe(media)
-        except Exception as exc:
-            log.warning("call %s: cannot subscribe to %s's track %s: %s", self.call.call_id, publisher.identity,
-                        track.sid, exc)
-            return
-        source = _Source(publisher.identity, track.sid, proxy)
-        self.sources[track.sid] = source
-        source.task = asyncio.ensure_future(self._read(source))
-        log.info("call %s: hearing %s's track %s", self.call.call_id, publisher.identity, track.sid)
+        self.mix.add_source(publisher.identity, track.sid, media)
 
     def _on_track_removed(self, publisher: Participant, track_sid: str) -> None:
-        self._drop_source(track_sid)
+        if self.mix is not None:
+            self.mix.remove_source(track_sid)
 
-    def _drop_source(self, track_sid: str) -> None:
-        source = self.sources.pop(track_sid, None)
-        if source is None:
+    def deliver(self, pcm: np.ndarray | None) -> None:
+        """The mixer's frame for this call (None: nothing to hear this tick)."""
+        if pcm is None:
+            self._idle = True
             return
-        source.proxy.stop()
-        if source.task is not None and source.task is not asyncio.current_task():
-            source.task.cancel()
-        log.info("call %s: stopped hearing %s's track %s", self.call.call_id, source.publisher, track_sid)
-
-    async def _read(self, source: _Source) -> None:
-        resampler: AudioResampler | None = None
-        shape: tuple[str, str, int] | None = None
-        cap = int(self.rate * MAX_SOURCE_MS / 1000)
-        try:
-            while True:
-                frame = await source.proxy.recv()
-                assert isinstance(frame, AudioFrame)
-                this = (frame.format.name, frame.layout.name, frame.sample_rate)
-                if resampler is None or this != shape:
-                    resampler = AudioResampler(format="s16", layout="mono", rate=self.rate)
-                    shape = this
-                pcm = to_call_rate(resampler, frame)
-                if not len(pcm):
-                    continue
-                source.buffer.append(pcm)
-                source.buffered += len(pcm)
-                while source.buffered > cap and len(source.buffer) > 1:
-                    old = source.buffer.popleft()
-                    source.buffered -= len(old)
-                    source.dropped_samples += len(old)
-        except (MediaStreamError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("call %s: reading %s's track %s failed", self.call.call_id, source.publisher,
-                          source.track_sid)
-        finally:
-            if self.sources.get(source.track_sid) is source:
-                self._drop_source(source.track_sid)
-
-    def _take(self, source: _Source) -> np.ndarray | None:
-        n = self.frame_samples
-        if not source.primed:
-            if source.buffered < max(n, int(self.rate * PRIME_MS / 1000)):
-                return None
-            source.primed = True
-        if source.buffered < n:
-            source.primed = False  # underrun: re-prime before contributing again
-            return None
-        parts, need = [], n
-        while need:
-            head = source.buffer[0]
-            if len(head) <= need:
-                parts.append(source.buffer.popleft())
-                need -= len(head)
-            else:
-                parts.append(head[:need])
-                source.buffer[0] = head[need:]
-                need = 0
-        source.buffered -= n
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def mix_tick(self) -> np.ndarray | None:
-        """One 20 ms frame of the room's sources that have audio ready, or None (pure, for tests)."""
-        frames = [f for f in (self._take(s) for s in list(self.sources.values())) if f is not None]
-        if not frames:
-            return None
-        return frames[0] if len(frames) == 1 else mix(frames)
-
-    async def _mix_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        k = 0
-        try:
-            while not self.closed:
-                k += 1
-                delay = t0 + k * PTIME - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                elif delay < -0.2:  # stalled: resynchronise rather than burst
-                    t0, k = loop.time(), 0
-                out = self.mix_tick()
-                if out is None:
-                    self._idle = True
-                    continue
-                if self._idle:
-                    # one frame of slack in the call's send queue: our tick and the media
-                    # engine's tick are not in phase
-                    self.call.send_audio(np.zeros(self.frame_samples, dtype=np.int16))
-                    self._idle = False
-                self.call.send_audio(out)
-                self.mixed_frames += 1
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("call %s: audio mixer failed", self.call.call_id)
+        if self._idle:
+            # one frame of slack in the call's send queue: the mixer's tick and the media
+            # engine's tick are not in phase
+            self.call.send_audio(np.zeros(self.frame_samples, dtype=np.int16))
+            self._idle = False
+        self.call.send_audio(pcm)
+        self.mixed_frames += 1
 
     # ---- ending
 
@@ -314,6 +406,7 @@ class AudioBridge:
         """Stop everything (idempotent; safe from any callback)."""
         if self.closed:
             return
+        stats = self.stats()
         self.closed = True
         if getattr(self.call, "on_audio", None) == self.track.push:
             self.call.on_audio = None
@@ -322,12 +415,10 @@ class AudioBridge:
             endpoint.on_track = None  # type: ignore[attr-defined]
             endpoint.on_track_removed = None  # type: ignore[attr-defined]
         self.track.stop()
-        for sid in list(self.sources):
-            self._drop_source(sid)
-        if self._mixer is not None and self._mixer is not asyncio.current_task():
-            self._mixer.cancel()
-        log.info("call %s: audio bridge closed (%s)", self.call.call_id,
-                 ", ".join(f"{k}={v}" for k, v in self.stats().items()))
+        if self.mix is not None:
+            self.mix.remove_source(self.track_sid)
+            self.mix.remove_bridge(self)
+        log.info("call %s: audio bridge closed (%s)", self.call.call_id, ", ".join(f"{k}={v}" for k, v in stats.items()))
 
     async def aclose(self) -> None:
         """:meth:`close`, then unpublish the phone's track if the participant is still in the room."""
