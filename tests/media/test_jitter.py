@@ -127,3 +127,39 @@ def test_delay_adapts_to_jitter_bigger_than_the_cushion():
     assert adaptive.stats.delay_increases >= 2 and adaptive.delay > 0.02
     assert adaptive.stats.late < fixed.stats.late / 3
     assert adaptive.stats.played > fixed.stats.played
+
+
+def test_overlapping_frames_of_uneven_lengths_never_make_negative_durations() -> None:
+    # A peer's packet lengths need not match its timestamp steps: a 40 ms frame at 0 and a 20 ms
+    # one at 160 overlap. The second starts inside played audio: dropped as late, not a frame of
+    # length -160 (which crashed the session's playout with "negative dimensions").
+    jb = JitterBuffer(clock_rate=8000, delay=0.0)
+    jb.push(0, b"a" * 320, 0.0, 320, sequence=1, ssrc=7)
+    jb.push(160, b"b" * 160, 0.0, 160, sequence=2, ssrc=7)
+    jb.push(480, b"c" * 160, 0.0, 160, sequence=3, ssrc=7)
+    out = jb.pop(1.0)
+    assert [(f.timestamp, f.duration, f.payload is None) for f in out] == [(0, 320, False), (320, 160, True),
+                                                                          (480, 160, False)]
+    assert jb.stats.late == 1
+
+
+def test_random_peer_streams_give_only_positive_contiguous_frames() -> None:
+    # Whatever lengths, timestamps and orders a peer sends, playout moves forward: every frame has
+    # a positive duration and starts where the previous one ended (until a re-base or a trim).
+    rng = random.Random(4733)
+    for _ in range(200):
+        jb = JitterBuffer(clock_rate=8000, delay=rng.choice([0.0, 0.06]))
+        ts, now = rng.getrandbits(32), 0.0
+        restarts = (0, 0)
+        expected: int | None = None
+        for seq in range(150):
+            now += rng.choice([0.0, 0.01, 0.02, 0.02, 0.3])
+            ts = (ts + rng.choice([160, 160, 80, 0, -160, 320, 40000])) & 0xFFFFFFFF
+            jb.push(ts, b"x", now, rng.choice([80, 160, 320, 1000]), sequence=seq, ssrc=1)
+            frames = jb.pop(now)
+            if (jb.stats.resyncs, jb.stats.overflow_dropped) != restarts:
+                restarts, expected = (jb.stats.resyncs, jb.stats.overflow_dropped), None
+            for f in frames:
+                assert f.duration > 0
+                assert expected is None or f.timestamp == expected
+                expected = (f.timestamp + f.duration) & 0xFFFFFFFF

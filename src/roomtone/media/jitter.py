@@ -150,8 +150,14 @@ class JitterBuffer:
                 break
             frame = frames.pop(next_ts, None)
             if frame is None:
-                # A hole: conceal up to the next buffered frame, one frame length at a time.
                 following = min(frames)
+                if following < next_ts:
+                    # It starts inside audio already played (frames of uneven lengths overlap):
+                    # late, as if it had arrived after its time; never a negative-length frame.
+                    del frames[following]
+                    self.stats.late += 1
+                    continue
+                # A hole: conceal up to the next buffered frame, one frame length at a time.
                 gap = min(following - next_ts, self._guess_duration())
                 out.append(JitterFrame(next_ts & 0xFFFFFFFF, gap, None))
                 self.stats.lost += 1
