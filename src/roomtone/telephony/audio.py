@@ -257,10 +257,13 @@ class RoomMix:
                     resamplers.clear()
                     shape = this
                 for rate in {b.rate for b in self.bridges}:
-                    resampler = resamplers.get(rate)
-                    if resampler is None:
-                        resampler = resamplers[rate] = AudioResampler(format="s16", layout="mono", rate=rate)
-                    pcm = to_call_rate(resampler, frame)
+                    if this == ("s16", "mono", rate):  # another call's phone track at our rate
+                        pcm = frame.to_ndarray().reshape(-1)
+                    else:
+                        resampler = resamplers.get(rate)
+                        if resampler is None:
+                            resampler = resamplers[rate] = AudioResampler(format="s16", layout="mono", rate=rate)
+                        pcm = to_call_rate(resampler, frame)
                     if len(pcm):
                         source.buffers.setdefault(rate, _Buffer()).put(pcm, int(rate * MAX_SOURCE_MS / 1000))
         except (MediaStreamError, asyncio.CancelledError):
@@ -292,6 +295,9 @@ class RoomMix:
                     bridge.deliver(None)
                     continue
                 out = total - own if own is not None else total
+                if not out.any():  # digital silence: the call's session sends its cached silence
+                    bridge.deliver(None)
+                    continue
                 bridge.deliver(np.clip(out, -32768, 32767).astype(np.int16))
 
     async def _loop(self) -> None:
