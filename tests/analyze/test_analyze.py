@@ -258,3 +258,28 @@ def test_plugin_analyzers_share_the_report(tmp_path: Path) -> None:
     text = report.render_text()
     assert "digits (test-extra): 7" in text and "plugin_note: seen" in text
     assert "test-extra" not in [d.source for d in analyze_file(str(path)).digits]
+
+
+def test_malformed_sip_info_is_a_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An INFO roomtone's parser refuses loses its digit: the report must say so, not skip it.
+    def info(cseq: str, body: str) -> bytes:
+        return (f"INFO sip:ivr@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK{cseq[:1]}\r\n"
+                f"From: <sip:alice@10.0.0.2>;tag=1\r\nTo: <sip:ivr@10.0.0.1>;tag=2\r\nCall-ID: info-test\r\n"
+                f"CSeq: {cseq}\r\nContent-Type: application/dtmf-relay\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"{body}").encode()
+
+    ok = info("2 INFO", "Signal=5\r\nDuration=160\r\n")
+    bad = info("x INFO", "Signal=7\r\nDuration=160\r\n")  # unparseable CSeq
+    answer = (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK2\r\nFrom: <sip:alice@10.0.0.2>;tag=1\r\n"
+              b"To: <sip:ivr@10.0.0.1>;tag=2\r\nCall-ID: info-test\r\nCSeq: 2 INFO\r\nContent-Length: 0\r\n\r\n")
+    frames = [Frame(10.0, "10.0.0.2", 5060, "10.0.0.1", 5060, ok),
+              Frame(10.01, "10.0.0.1", 5060, "10.0.0.2", 5060, answer),
+              Frame(10.5, "10.0.0.2", 5060, "10.0.0.1", 5060, bad)]
+    path = write_pcap(tmp_path / "info.pcap", frames)
+    code, out, err = run_cli(capsys, str(path), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [d["digit"] for d in report["digits"] if d["source"] == "sip-info"] == ["5"]
+    found = [f for f in report["findings"] if f["source"] == "sip-info"]
+    assert [f["kind"] for f in found] == ["malformed_info"], found
+    assert "frame 3" in found[0]["detail"] and "400" in found[0]["detail"] and "CSeq" in found[0]["detail"]

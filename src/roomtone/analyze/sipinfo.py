@@ -5,6 +5,8 @@ Each INFO request is parsed with roomtone's SIP parser and its body with the sam
 would have accepted. Digits are grouped per dialog (Call-ID), under a stream label
 ``SIP INFO <call-id>``. Findings:
 
+* ``malformed_info``: an INFO request roomtone's SIP parser refuses (the status and reason it would
+  answer with), so its digit, if any, is lost;
 * ``bad_info_body``: a DTMF INFO whose body roomtone would refuse (the reason it would answer with);
 * ``info_retransmission``: the same INFO (Call-ID and CSeq) seen again; counted once;
 * ``info_refused``: the INFO was answered with a 3xx-6xx (the receiver did not take the digit);
@@ -22,7 +24,7 @@ from roomtone.analyze.capture import Capture
 from roomtone.analyze.registry import AnalyzeOptions
 from roomtone.analyze.report import Digit, Finding, Report
 from roomtone.dtmf import info as dtmf_info
-from roomtone.sip.message import Request, Response, parse
+from roomtone.sip.message import ParseError, Request, Response, parse
 
 SOURCE = "sip-info"
 
@@ -50,11 +52,14 @@ class SipInfoAnalyzer:
             if not dg.payload.startswith((b"SIP/2.0 ", b"INFO ")):
                 continue
             msg = parse(dg.payload)
+            if isinstance(msg, ParseError):
+                if msg.is_request and msg.method == "INFO":
+                    src = f"{dg.src}:{dg.sport} -> {dg.dst}:{dg.dport}"
+                    report.add_finding(Finding(SOURCE, f"SIP INFO {src}", capture.relative(dg.time), "malformed_info",
+                                               f"frame {dg.frame}: roomtone would answer {msg.status}: {msg.reason}"))
+                continue  # a malformed response cannot be matched to its INFO
             if isinstance(msg, Response):
-                try:
-                    cseq, method = msg.cseq
-                except Exception:  # a response we cannot key is not ours to judge
-                    continue
+                cseq, method = msg.cseq  # parse() accepted it, so CSeq is well-formed
                 if method == "INFO":
                     key = (msg.call_id, cseq)
                     if msg.status >= 200 and key not in responses:
@@ -62,10 +67,7 @@ class SipInfoAnalyzer:
                 continue
             if not isinstance(msg, Request) or msg.method != "INFO":
                 continue
-            try:
-                call_id, (cseq, _) = msg.call_id, msg.cseq
-            except Exception:
-                continue
+            call_id, (cseq, _) = msg.call_id, msg.cseq
             ctype = (msg.content_type or "").split(";")[0].strip().lower()
             if ctype not in dtmf_info.CONTENT_TYPES:
                 continue
