@@ -13,8 +13,9 @@ One :class:`AudioBridge` per answered call that has joined a room:
 * **room → phone.** Every audio track another participant publishes (``on_track`` of the rooms
   API) is read through :func:`roomtone.rtc.media.subscribe`, resampled with PyAV's
   ``AudioResampler`` (libswresample; 48 kHz stereo from Opus, or whatever a server-side track
-  produces) to each call rate in use, mono, and buffered. :class:`RoomMix`, one per room, reads
-  each track once however many calls the room has, and every 20 ms (loop clock) sums the sources
+  produces) to each call rate in use, mono, and buffered; another call's phone track is tapped
+  directly (no relay, no pacing task). :class:`RoomMix`, one per room, reads each track once
+  however many calls the room has, and every 20 ms (loop clock) sums the sources
   that have a frame ready (int32) and gives each call the sum minus its own phone ("mix-minus"),
   clipped to int16, through ``MediaCall.send_audio``. A room with N calls thus costs O(N) per tick,
   not N² subscriptions. Buffers are bounded (``MAX_SOURCE_MS``) so a stalled reader cannot make
@@ -31,6 +32,7 @@ import asyncio
 import fractions
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,8 @@ class PhoneAudioTrack(MediaStreamTrack):
         self.frames_dropped = 0
         self.silence_frames = 0
         self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        #: direct listeners of every received frame (the room's mix: no relay, no pacing task)
+        self.taps: list[Callable[[np.ndarray], None]] = []
 
     def push(self, pcm: np.ndarray) -> None:
         """One received frame from the call (any length; re-cut into 20 ms frames)."""
@@ -79,6 +83,8 @@ class PhoneAudioTrack(MediaStreamTrack):
             return
         pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
         self.frames_in += 1
+        for tap in self.taps:
+            tap(pcm)
         if len(pcm) != self.frame_samples:
             pending = np.concatenate([*self._frames, pcm]) if self._frames else pcm
             self._frames.clear()
@@ -180,8 +186,12 @@ class _Buffer:
 class _Source:
     publisher: str
     track_sid: str
-    proxy: MediaStreamTrack
+    proxy: MediaStreamTrack | None = None  # a relayed subscription, or
+    tapped: PhoneAudioTrack | None = None  # another call's phone track, read directly
+    tap: Callable[[np.ndarray], None] | None = None
     buffers: dict[int, _Buffer] = field(default_factory=dict)  # call rate -> its buffer
+    resamplers: dict[int, AudioResampler] = field(default_factory=dict)
+    shape: tuple[str, str, int] | None = None
     task: asyncio.Task[None] | None = None
 
 
@@ -226,46 +236,69 @@ class RoomMix:
     def add_source(self, publisher: str, track_sid: str, media: Any) -> None:
         if track_sid in self.sources or not self.bridges:
             return
-        try:
-            proxy = subscribe(media)
-        except Exception as exc:
-            log.warning("room %s: cannot subscribe to %s's track %s: %s", self.key[1], publisher, track_sid, exc)
-            return
-        source = _Source(publisher, track_sid, proxy)
-        self.sources[track_sid] = source
-        source.task = asyncio.ensure_future(self._read(source))
+        if isinstance(media, PhoneAudioTrack):
+            # another call in this room: take its frames as they are received
+            source = _Source(publisher, track_sid, tapped=media)
+            rate = media.sample_rate
+
+            def tap(pcm: np.ndarray, source: _Source = source) -> None:
+                if all(b.rate == rate for b in self.bridges):  # the usual case: no resampling
+                    source.buffers.setdefault(rate, _Buffer()).put(pcm, int(rate * MAX_SOURCE_MS / 1000))
+                    return
+                frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = rate
+                self._feed(source, frame, pcm)
+
+            source.tap = tap
+            media.taps.append(tap)
+            self.sources[track_sid] = source
+        else:
+            try:
+                proxy = subscribe(media)
+            except Exception as exc:
+                log.warning("room %s: cannot subscribe to %s's track %s: %s", self.key[1], publisher, track_sid, exc)
+                return
+            source = _Source(publisher, track_sid, proxy)
+            self.sources[track_sid] = source
+            source.task = asyncio.ensure_future(self._read(source))
         log.info("room %s: SIP calls hear %s's track %s", self.key[1], publisher, track_sid)
 
     def remove_source(self, track_sid: str) -> None:
         source = self.sources.pop(track_sid, None)
         if source is None:
             return
-        source.proxy.stop()
+        if source.proxy is not None:
+            source.proxy.stop()
+        if source.tapped is not None and source.tap in source.tapped.taps:
+            source.tapped.taps.remove(source.tap)
         if source.task is not None and source.task is not asyncio.current_task():
             source.task.cancel()
         log.info("room %s: SIP calls stopped hearing %s's track %s", self.key[1], source.publisher, track_sid)
 
+    def _feed(self, source: _Source, frame: AudioFrame, pcm: np.ndarray | None = None) -> None:
+        """One frame of a source, resampled to each call rate in use and buffered."""
+        this = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if this != source.shape:
+            source.resamplers.clear()
+            source.shape = this
+        for rate in {b.rate for b in self.bridges}:
+            if this == ("s16", "mono", rate):  # e.g. another call's phone at the same rate
+                out = pcm if pcm is not None else frame.to_ndarray().reshape(-1)
+            else:
+                resampler = source.resamplers.get(rate)
+                if resampler is None:
+                    resampler = source.resamplers[rate] = AudioResampler(format="s16", layout="mono", rate=rate)
+                out = to_call_rate(resampler, frame)
+            if len(out):
+                source.buffers.setdefault(rate, _Buffer()).put(out, int(rate * MAX_SOURCE_MS / 1000))
+
     async def _read(self, source: _Source) -> None:
-        resamplers: dict[int, AudioResampler] = {}
-        shape: tuple[str, str, int] | None = None
+        assert source.proxy is not None
         try:
             while True:
                 frame = await source.proxy.recv()
                 assert isinstance(frame, AudioFrame)
-                this = (frame.format.name, frame.layout.name, frame.sample_rate)
-                if this != shape:
-                    resamplers.clear()
-                    shape = this
-                for rate in {b.rate for b in self.bridges}:
-                    if this == ("s16", "mono", rate):  # another call's phone track at our rate
-                        pcm = frame.to_ndarray().reshape(-1)
-                    else:
-                        resampler = resamplers.get(rate)
-                        if resampler is None:
-                            resampler = resamplers[rate] = AudioResampler(format="s16", layout="mono", rate=rate)
-                        pcm = to_call_rate(resampler, frame)
-                    if len(pcm):
-                        source.buffers.setdefault(rate, _Buffer()).put(pcm, int(rate * MAX_SOURCE_MS / 1000))
+                self._feed(source, frame)
         except (MediaStreamError, asyncio.CancelledError):
             pass
         except Exception:
