@@ -85,6 +85,24 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+def _integer(value: Any) -> int:
+    """A whole number from YAML (``8080`` or ``"8080"``); not a bool, and no silent rounding."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"expected a whole number, not {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number, not {value!r}") from None
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, not {value!r}")
+    return value
+
+
 def _section(obj: Any, data: Mapping[str, Any], where: str) -> None:
     for key, value in data.items():
         if not hasattr(obj, key):
@@ -95,7 +113,7 @@ def _section(obj: Any, data: Mapping[str, Any], where: str) -> None:
                 if not isinstance(value, bool):
                     raise TypeError("expected true or false")
             elif isinstance(current, int):
-                value = int(value)
+                value = _integer(value)
             elif isinstance(current, list):
                 if not isinstance(value, list):
                     raise TypeError("expected a list")
@@ -127,7 +145,10 @@ def load(
             raise ConfigError(f"{where}: the top level must be a mapping")
         cfg.raw = data
         if "port" in data:
-            cfg.port = int(data["port"])
+            try:
+                cfg.port = _integer(data["port"])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: port: {exc}") from None
         addrs = data.get("bind_addresses")
         if addrs:
             if not isinstance(addrs, list) or len(addrs) != 1:
@@ -136,12 +157,18 @@ def load(
         keys = data.get("keys") or {}
         if not isinstance(keys, dict):
             raise ConfigError(f"{where}: keys must map API keys to secrets")
-        cfg.keys.update({str(k): str(v) for k, v in keys.items()})
-        _section(cfg.rtc, data.get("rtc") or {}, f"{where}: rtc")
-        _section(cfg.room, data.get("room") or {}, f"{where}: room")
-        limits = data.get("limits") or {}
+        for k, v in keys.items():
+            if v is None or isinstance(v, bool | dict | list) or not str(v).strip():
+                raise ConfigError(f"{where}: keys: the secret of API key {k!r} is missing or not a string")
+            cfg.keys[str(k)] = str(v)
+        _section(cfg.rtc, _mapping(data.get("rtc"), f"{where}: rtc"), f"{where}: rtc")
+        _section(cfg.room, _mapping(data.get("room"), f"{where}: room"), f"{where}: room")
+        limits = _mapping(data.get("limits"), f"{where}: limits")
         if "max_data_packet_bytes" in limits:
-            cfg.max_data_packet_bytes = int(limits["max_data_packet_bytes"])
+            try:
+                cfg.max_data_packet_bytes = _integer(limits["max_data_packet_bytes"])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: limits.max_data_packet_bytes: {exc}") from None
     key, secret = env.get("LIVEKIT_API_KEY"), env.get("LIVEKIT_API_SECRET")
     if key or secret:
         if not (key and secret):
