@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -12,6 +13,16 @@ from livekit.protocol import models
 from livekit.protocol import room as room_pb
 
 from .conftest import API_KEY, API_SECRET, ApiServer
+
+
+async def _until(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Wait for a condition instead of sleeping a guessed time (delivery runs in tasks)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 def lk(server: ApiServer) -> api.LiveKitAPI:
@@ -62,11 +73,11 @@ async def test_participants_get_update_remove_and_send_data(api_server: ApiServe
             api.SendDataRequest(room="call", data=b"hi", kind=models.DataPacket.RELIABLE,
                                 destination_identities=["sip_+1555"], topic="t")
         )
-        await asyncio.sleep(0.05)
+        await _until(lambda: received, "the data packet")
         assert [(pk.user.payload, pk.user.topic) for pk in received] == [(b"hi", "t")]
 
         await client.room.remove_participant(api.RoomParticipantIdentity(room="call", identity="sip_+1555"))
-        await asyncio.sleep(0.05)
+        await _until(lambda: closed, "the participant's close")
         assert closed == [models.DisconnectReason.PARTICIPANT_REMOVED]
         with pytest.raises(TwirpError) as err:
             await client.room.get_participant(api.RoomParticipantIdentity(room="call", identity="sip_+1555"))
