@@ -85,7 +85,7 @@ _HIST = _WINDOW - 1
 _COLS4 = np.arange(_WINDOW)[:, None]
 _TONES8 = np.arange(8)
 _GROUP_BASE = np.array([[0], [4]])  # first tone of the low and of the high group
-_RING = _HIST + 32  # sub-blocks of DFTs kept per channel (history + room for calls to come)
+_RING = _HIST + 16  # sub-blocks kept per channel: history + room for 4 ticks of 20 ms (3.2 KB a channel)
 _FULL = 0.85  # a sub-block with this share of the reference energy counts as full
 
 
