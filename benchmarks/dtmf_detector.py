@@ -4,7 +4,7 @@
     python benchmarks/dtmf_detector.py --set dev       # development set (where thresholds were chosen)
     python benchmarks/dtmf_detector.py --quick         # fewer trials, shorter talk-off material
     python benchmarks/dtmf_detector.py --speed-only --speech-minutes 1 --music-minutes 1
-                                                       # throughput only, same mixes (about 30 s)
+                                                       # throughput only, same mixes (about 15 s)
 
 The test set is built here, at run time, from seeds (nothing is downloaded or stored):
 
