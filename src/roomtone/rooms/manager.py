@@ -599,8 +599,8 @@ class RoomManager:
             last_sequence=sender.last_reliable_sequence if sender else 0,
             max_bytes=self.max_packet_bytes,
         )
-        who = f"{sender.identity} ({sender.sid})" if sender else "the server"
         if routed.dropped:
+            who = f"{sender.identity} ({sender.sid})" if sender else "the server"
             # One line per drop for the first ones, then one per 100: a misbehaving client must
             # not flood the log, and the count still tells how much was lost.
             count = 1
@@ -629,7 +629,7 @@ class RoomManager:
                 "room %s: %s from %s -> %s",
                 room_name,
                 routed.packet.WhichOneof("value"),
-                who,
+                f"{sender.identity} ({sender.sid})" if sender else "the server",
                 [r.identity for r in routed.recipients],
             )
         return routed

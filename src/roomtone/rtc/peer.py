@@ -19,7 +19,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.rtcicetransport import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
 
-from roomtone.rtc import ice
+from roomtone.rtc import ice, sctp
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Peer:
         log.info("%s %s PC: %s", self.who, self.role, self.pc.connectionState)
 
     def _adopt(self, channel: RTCDataChannel) -> None:
+        sctp.tune(self.pc)
         label = channel.label
         log.debug("%s %s PC: data channel %s (id %s) from client", self.who, self.role, label, channel.id)
         if label in (RELIABLE, LOSSY):
@@ -96,6 +97,7 @@ class Peer:
         """Server-created ``_reliable``/``_lossy`` (the subscriber PC's, as LiveKit does)."""
         reliable = self.pc.createDataChannel(RELIABLE, ordered=True)
         lossy = self.pc.createDataChannel(LOSSY, ordered=False, maxRetransmits=0)
+        sctp.tune(self.pc)
         for ch in (reliable, lossy):
             self.own_channels[ch.label] = ch
             self._wire(ch)
@@ -112,6 +114,7 @@ class Peer:
         async with self.lock:
             self.remote_msids.update(msids_by_mid(sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            sctp.tune(self.pc)
             await self._flush_candidates()
             if before_answer is not None:
                 before_answer()
@@ -143,6 +146,7 @@ class Peer:
                 return
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                sctp.tune(self.pc)
             except Exception as exc:  # aiortc raises ValueError and others for unusable SDP
                 log.warning("%s %s PC: cannot apply the client's answer: %s: %s", self.who, self.role, type(exc).__name__, exc)
                 return
