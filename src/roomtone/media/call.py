@@ -28,6 +28,23 @@ on by default, also when telephone-event was negotiated), SIP INFO ``application
 (:mod:`roomtone.media.dtmf_mux`). A malformed INFO body gets 400 with the reason; an INFO of
 another content type gets 415.
 
+Late offer (RFC 3261 §13.2.1, RFC 3264; Cisco CUBE's "delayed offer"): an INVITE without SDP
+is answered with our offer in the 200 (retransmitted until the ACK) and the peer's answer is taken
+from the ACK. A re-INVITE without SDP (some PBXs send one as a session refresh) gets a fresh offer
+of our current media (same codecs, our hold state) in its 200, again answered in the ACK. An ACK
+without a usable answer ends the call with a BYE carrying ``Reason: SIP ;cause=488`` and a log
+line saying what was wrong.
+
+Early media (outbound): SDP in a 18x (183 Session Progress, or a 180 with a body) starts media at
+once, so ringback or announcements from the far end are heard, digits the far end plays arrive,
+and ``send_dtmf`` works before the answer: ``place_call(..., on_early_media=fn)`` hands the
+:class:`MediaCall` to ``fn`` as soon as early media starts (``call.state == "early"``). The 200
+normally repeats the same answer (RFC 3264 §13.2.1 of RFC 3261); if it differs, or comes from
+another fork (another To-tag), the 200 wins and media follows it. RFC 4733 events and in-band
+tones may be sent during early media (RFC 4733 only needs the media stream); SIP INFO is not
+(``auto`` skips it and explicit ``info`` raises ``ValueError`` until the call is answered), as
+RFC 6086 ties INFO to the established invite dialog usage and many UAS refuse it earlier.
+
 The call hangs up by itself on a media timeout (no RTP/RTCP for ``media_timeout`` seconds) and
 closes its media when the dialog ends for any reason.
 """
@@ -35,6 +52,7 @@ closes its media when the dialog ends for any reason.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -129,8 +147,11 @@ class MediaCall:
         self._sender: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[MediaCall], Any]] = []
         self.received: list[DtmfEvent] = []
+        self._held = False  # we put the peer on hold (our offers say sendonly)
+        self._late_offer_cseq: int | None = None  # a body-less re-INVITE we answered with an offer
         stream.on_event = self._on_media_event
         sip.on_request = self._on_request
+        sip.on_ack = self._on_ack
         sip.add_listener(self._on_sip_state)
         if sip.ended:
             self._close_media()
@@ -142,7 +163,8 @@ class MediaCall:
 
     @property
     def state(self) -> str:
-        """``established`` or ``ended`` (the SIP call's state once answered)."""
+        """``established`` or ``ended`` (the SIP call's state once answered); ``early`` during
+        early media, before the 200."""
         return self.sip.state.value
 
     @property
@@ -191,10 +213,11 @@ class MediaCall:
         if wanted not in METHODS:
             raise ValueError(f"unknown DTMF method {wanted!r}; use one of {', '.join(METHODS)}")
         codes = {s.code for s in steps if isinstance(s, Tone)}
+        early = self.sip.state is not CallState.ESTABLISHED and not self.ended
         if wanted == "auto":
             if self.telephone_event and codes <= set(self.negotiated.telephone_events):
                 return "rfc4733"
-            if self.peer_allows_info:
+            if self.peer_allows_info and not early:
                 return "info"
             if 16 in codes:
                 raise ValueError("flash (R) cannot be sent: the peer takes neither telephone-event 16 "
@@ -206,6 +229,9 @@ class MediaCall:
             missing = codes - set(self.negotiated.telephone_events)
             if missing:
                 raise ValueError(f"the peer's telephone-event range does not include {sorted(missing)}")
+        if wanted == "info" and early:
+            raise ValueError("SIP INFO is not sent before the call is answered (early media); "
+                             "use rfc4733 or inband")
         if wanted == "inband" and 16 in codes:
             raise ValueError("flash (R) has no in-band tone; send it by rfc4733 or info")
         return wanted  # type: ignore[return-value]
@@ -327,8 +353,8 @@ class MediaCall:
     def _on_request(self, call: SipCall, req: Request) -> Reply | int | None:
         if req.method == "INFO":
             return self._on_info(req)
-        if req.method == "INVITE" and req.body:
-            return self._on_reinvite(req)
+        if req.method == "INVITE":
+            return self._on_reinvite(req) if req.body else self._on_late_reinvite(req)
         return None
 
     def _on_info(self, req: Request) -> Reply | int:
@@ -351,9 +377,11 @@ class MediaCall:
     async def hold(self, legacy: bool = False) -> None:
         """Put the peer on hold (re-INVITE a=sendonly, or c=0.0.0.0 with ``legacy``)."""
         await self._reoffer(self._sdp.hold(legacy))
+        self._held = True
 
     async def unhold(self) -> None:
         await self._reoffer(self._sdp.unhold())
+        self._held = False
 
     async def _reoffer(self, offer: sdp_mod.SessionDescription) -> None:
         resp = await self.sip.reinvite(bytes(offer))
@@ -366,9 +394,45 @@ class MediaCall:
         self._apply(neg)
 
     def _apply(self, neg: sdp_mod.NegotiatedAudio) -> None:
-        """Follow the agreed address and direction (hold: stop sending; no timeout while muted)."""
+        """Follow the agreed codec, address and direction (hold: stop sending; no timeout while
+        muted). The session is rebuilt only when codec or payload types change, since that resets
+        its jitter buffer and queued audio."""
+        old = self.negotiated
+        if (neg.codec.name, neg.codec.rtp_clock, neg.payload_type, neg.telephone_event_pt) != (
+                old.codec.name, old.codec.rtp_clock, old.payload_type, old.telephone_event_pt):
+            log.info("call %s: codec now %s pt %d (was %s pt %d), telephone-event %s", self.call_id,
+                     neg.codec.name, neg.payload_type, old.codec.name, old.payload_type, neg.telephone_event_pt)
+            self.stream.configure(self.options.session_config(neg, self.sip.ua.local_uri()))
         self.negotiated = neg
         _apply_negotiated(self.stream, neg)
+
+    def _on_late_reinvite(self, req: Request) -> Reply:
+        """A re-INVITE without SDP: our current media as a fresh offer; the answer is in the ACK."""
+        offer = self._sdp.offer("sendonly" if self._held else "sendrecv")
+        self._late_offer_cseq = req.cseq[0]
+        log.info("call %s: re-INVITE without SDP (CSeq %d): offering our media, answer expected in ACK",
+                 self.call_id, req.cseq[0])
+        return Reply(200, body=bytes(offer), content_type="application/sdp")
+
+    def _on_ack(self, call: SipCall, ack: Request) -> None:
+        if self._late_offer_cseq is None or ack.cseq[0] != self._late_offer_cseq:
+            return
+        self._late_offer_cseq = None
+        neg = _answer_from_ack(self._sdp, ack)
+        if isinstance(neg, str):
+            log.warning("call %s: re-INVITE late offer: %s; hanging up", self.call_id, neg)
+            asyncio.get_running_loop().create_task(self._bye_unusable_answer(neg))
+            return
+        self._apply(neg)
+        log.info("call %s: answer in ACK applied, media now %s", self.call_id, neg.direction)
+
+    async def _bye_unusable_answer(self, problem: str) -> None:
+        try:
+            await self.sip.bye(headers=[_reason_488(problem)], reason=problem)
+        except CallFailed:
+            pass
+        finally:
+            self._close_media()
 
     def _on_reinvite(self, req: Request) -> Reply | int | None:
         offer = sdp_mod.parse_sdp(req.body)
@@ -435,49 +499,183 @@ def _negotiated_config(options: CallOptions, neg: sdp_mod.NegotiatedAudio, cname
     return options.session_config(neg, cname)
 
 
-async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: CallOptions | None = None,
+def _reason_488(problem: str) -> tuple[str, str]:
+    """A Reason header (RFC 3326) for a BYE after an unusable SDP answer."""
+    text = problem.replace("\\", "").replace('"', "'").replace("\r", " ").replace("\n", " ")[:100]
+    return ("Reason", f'SIP ;cause=488 ;text="{text}"')
+
+
+def _answer_from_ack(sdp_session: sdp_mod.SdpSession, ack: Request | None) -> sdp_mod.NegotiatedAudio | str:
+    """The peer's answer to the offer we put in a 2xx, from its ACK, or what is wrong with it."""
+    if ack is None:
+        return "no ACK"
+    if not ack.body:
+        return "ACK carried no SDP answer to our offer (late offer)"
+    ctype = (ack.content_type or "application/sdp").split(";")[0].strip().lower()
+    if ctype != "application/sdp":
+        return f"ACK body is {ctype}, not the SDP answer to our offer"
+    parsed = sdp_mod.parse_sdp(ack.body)
+    if isinstance(parsed, sdp_mod.SdpError):
+        return f"bad SDP answer in ACK: {parsed}"
+    neg = sdp_session.receive_answer(parsed)
+    if not isinstance(neg, sdp_mod.NegotiatedAudio):
+        return f"unusable SDP answer in ACK: {neg.reason}"
+    return neg
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _background_done(task: asyncio.Future[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("on_early_media failed", exc_info=task.exception())
+
+
+class _EarlyMedia:
+    """place_call's view of the answers in 18x and 200 (see the module docstring)."""
+
+    def __init__(self, ua: UserAgent, stream: MediaStream, sdp_session: sdp_mod.SdpSession,
+                 options: CallOptions, on_early_media: Callable[[MediaCall], Any] | None) -> None:
+        self.ua = ua
+        self.stream = stream
+        self.sdp = sdp_session
+        self.options = options
+        self.on_early_media = on_early_media
+        self.call: MediaCall | None = None
+        self.applied: tuple[str, bytes] | None = None  # (To-tag, SDP body) media follows now
+        self.had_early_media = False
+
+    def _negotiate(self, body: bytes) -> sdp_mod.NegotiatedAudio | str:
+        parsed = sdp_mod.parse_sdp(body)
+        if isinstance(parsed, sdp_mod.SdpError):
+            return f"bad SDP: {parsed}"
+        neg = self.sdp.receive_answer(parsed)
+        return neg if isinstance(neg, sdp_mod.NegotiatedAudio) else neg.reason
+
+    def _follow(self, sip_call: SipCall, neg: sdp_mod.NegotiatedAudio, msg: Response) -> MediaCall:
+        if self.call is None:
+            self.stream.configure(_negotiated_config(self.options, neg, self.ua.local_uri()))
+            _apply_negotiated(self.stream, neg)
+            self.call = MediaCall(sip_call, self.stream, neg, self.sdp, self.options, _allow(msg))
+        else:
+            self.call._apply(neg)
+        return self.call
+
+    def provisional(self, sip_call: SipCall, resp: Response) -> None:
+        """A 18x: start (or move) early media when it carries an SDP answer."""
+        ctype = (resp.content_type or "").split(";")[0].strip().lower()
+        if resp.status <= 100 or not resp.body or ctype != "application/sdp" or sip_call.ended:
+            return
+        key = (resp.to.tag or "", resp.body)
+        if key == self.applied:
+            return
+        neg = self._negotiate(resp.body)
+        if isinstance(neg, str):
+            log.info("call %s: %d with unusable SDP, no early media: %s", sip_call.call_id, resp.status, neg)
+            return
+        first = self.call is None
+        call = self._follow(sip_call, neg, resp)
+        self.applied = key
+        self.had_early_media = True
+        log.info("call %s: early media from %d (To-tag %s): %s pt %d, telephone-event %s, peer RTP %s:%d",
+                 sip_call.call_id, resp.status, key[0], neg.codec.name, neg.payload_type,
+                 neg.telephone_event_pt, neg.remote_address, neg.remote_port)
+        if first and self.on_early_media is not None:
+            try:
+                result = self.on_early_media(call)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    _background.add(task)
+                    task.add_done_callback(_background_done)
+            except Exception:  # noqa: BLE001
+                log.exception("on_early_media failed")
+
+    def final(self, sip_call: SipCall, resp: Response) -> MediaCall | str:
+        """The 200: its answer wins (normally the same as the early one)."""
+        tag = resp.to.tag or ""
+        ctype = (resp.content_type or "application/sdp").split(";")[0].strip().lower()
+        body = resp.body if ctype == "application/sdp" else b""
+        if not body:
+            if self.call is not None and self.applied is not None and self.applied[0] == tag:
+                log.info("call %s: 200 without SDP; keeping the answer from early media", sip_call.call_id)
+                self.call.peer_allow = _allow(resp) or self.call.peer_allow
+                return self.call
+            return "the 200 carried no SDP answer"
+        if self.call is not None and self.applied == (tag, body):
+            self.call.peer_allow = _allow(resp) or self.call.peer_allow
+            return self.call
+        neg = self._negotiate(body)
+        if isinstance(neg, str):
+            return neg
+        if self.call is not None:
+            log.info("call %s: the 200 (To-tag %s) answers differently from early media; following it",
+                     sip_call.call_id, tag)
+        call = self._follow(sip_call, neg, resp)
+        call.peer_allow = _allow(resp) or call.peer_allow
+        self.applied = (tag, body)
+        return call
+
+
+async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: CallOptions | None = None, *,
+                     on_early_media: Callable[[MediaCall], Any] | None = None,
                      **invite_kwargs: Any) -> MediaCall:
     """Call ``uri`` with an audio offer; return the answered :class:`MediaCall`.
 
+    SDP in a 18x starts early media (module docstring); ``on_early_media(call)`` (may be async)
+    then gets the :class:`MediaCall` before the answer, e.g. to send digits to an IVR that
+    answers with 183. ``on_provisional`` in ``invite_kwargs`` is still called for every 1xx.
     Raises :class:`CallFailed` when the call is refused, times out, or the answer is unusable
     (the call is hung up then).
     """
     options = options or CallOptions()
     stream = await engine.open(SessionConfig(inband_detection=False))
+    user_provisional = invite_kwargs.pop("on_provisional", None)
     try:
         sdp_session = sdp_mod.SdpSession(engine.host, stream.port, options.capabilities())
+        early = _EarlyMedia(ua, stream, sdp_session, options, on_early_media)
+
+        def provisional(call: SipCall, resp: Response) -> None:
+            if user_provisional is not None:
+                user_provisional(call, resp)
+            early.provisional(call, resp)
+
         offer = sdp_session.offer()
-        sip_call = await ua.invite(uri, bytes(offer), **invite_kwargs)
+        sip_call = await ua.invite(uri, bytes(offer), on_provisional=provisional, **invite_kwargs)
         response = await sip_call.wait_answered()
     except BaseException:
         stream.close()
         raise
-    answer = sdp_mod.parse_sdp(sip_call.remote_body)
-    neg = (answer if isinstance(answer, sdp_mod.SdpError)
-           else sdp_session.receive_answer(answer))
-    if not isinstance(neg, sdp_mod.NegotiatedAudio):
-        stream.close()
-        await sip_call.hangup()
-        raise CallFailed(488, f"unusable SDP answer: {neg}")
-    stream.configure(_negotiated_config(options, neg, ua.local_uri()))
-    _apply_negotiated(stream, neg)
+    result = early.final(sip_call, response)
+    if isinstance(result, str):
+        log.warning("call %s to %s: unusable SDP answer in the 200: %s; hanging up", sip_call.call_id, uri, result)
+        try:
+            await sip_call.bye(headers=[_reason_488(result)], reason=f"unusable SDP answer: {result}")
+        finally:
+            stream.close()
+        raise CallFailed(488, f"unusable SDP answer: {result}")
+    if early.had_early_media and result.on_audio is None:
+        # nobody listened during early media: drop its queued frames (up to 1 s of ringback)
+        # rather than hand them to a consumer attached after the answer as a burst of old audio
+        result.stream.session.read_audio()
+    neg = result.negotiated
     log.info("call %s to %s: %s/%d pt %d, telephone-event %s, peer RTP %s:%d", sip_call.call_id, uri,
              neg.codec.name, neg.codec.rtp_clock, neg.payload_type, neg.telephone_event_pt,
              neg.remote_address, neg.remote_port)
-    return MediaCall(sip_call, stream, neg, sdp_session, options, _allow(response))
+    return result
 
 
 async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptions | None = None,
                       ring: bool = True) -> MediaCall | None:
     """Answer an incoming INVITE with media; returns None (after rejecting) when impossible.
 
-    An INVITE without SDP (offer in the ACK) is refused with 488 here: late offers are rare on
-    trunks and not supported yet.
+    An INVITE without SDP (late offer) gets our offer in the 200 and the answer is read from
+    the ACK; if the ACK has no usable answer the call is ended with BYE (Reason 488) and None
+    is returned.
     """
     options = options or CallOptions()
     if not sip_call.remote_body:
-        await sip_call.reject(488, "No SDP offer (late offer not supported)")
-        return None
+        return await _answer_late_offer(sip_call, engine, options, ring)
     offer = sdp_mod.parse_sdp(sip_call.remote_body)
     if isinstance(offer, sdp_mod.SdpError):
         log.info("call %s: bad SDP offer: %s", sip_call.call_id, offer)
@@ -510,6 +708,51 @@ async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptio
     log.info("call %s answered: %s pt %d, telephone-event %s, peer RTP %s:%d", sip_call.call_id,
              neg.codec.name, neg.payload_type, neg.telephone_event_pt, neg.remote_address, neg.remote_port)
     return call
+
+
+async def _answer_late_offer(sip_call: SipCall, engine: MediaEngine, options: CallOptions,
+                             ring: bool) -> MediaCall | None:
+    try:
+        stream = await engine.open(SessionConfig(inband_detection=False))
+    except Exception as exc:
+        log.warning("call %s: no media port: %s", sip_call.call_id, exc)
+        await sip_call.reject(503, "No media port available")
+        return None
+    sdp_session = sdp_mod.SdpSession(engine.host, stream.port, options.capabilities())
+    offer = sdp_session.offer()
+    # requests that come right after the ACK wait for the MediaCall instead of getting 501
+    ready: asyncio.Future[MediaCall | None] = asyncio.get_running_loop().create_future()
+
+    async def until_ready(call: SipCall, req: Request) -> Reply | int | None:
+        media = await ready
+        if media is None:
+            return Reply(481)
+        return media._on_request(call, req)
+
+    sip_call.on_request = until_ready
+    media: MediaCall | None = None
+    try:
+        log.info("call %s: INVITE without SDP (late offer): our offer goes in the 200", sip_call.call_id)
+        if ring:
+            await sip_call.ring()
+        await sip_call.answer(bytes(offer))
+        neg = _answer_from_ack(sdp_session, sip_call.ack)
+        if isinstance(neg, str):
+            log.warning("call %s: late offer: %s; hanging up", sip_call.call_id, neg)
+            await sip_call.bye(headers=[_reason_488(neg)], reason=neg)
+            return None
+        stream.configure(_negotiated_config(options, neg, sip_call.ua.local_uri()))
+        _apply_negotiated(stream, neg)
+        media = MediaCall(sip_call, stream, neg, sdp_session, options, _allow(sip_call.request))
+        log.info("call %s answered (late offer, answer in ACK): %s pt %d, telephone-event %s, peer RTP %s:%d",
+                 sip_call.call_id, neg.codec.name, neg.payload_type, neg.telephone_event_pt,
+                 neg.remote_address, neg.remote_port)
+        return media
+    finally:
+        if not ready.done():
+            ready.set_result(media)
+        if media is None:
+            stream.close()
 
 
 __all__ = ["CallOptions", "DtmfCancelled", "DtmfError", "DtmfEvent", "DtmfSent", "DtmfStart", "MediaCall", "answer_call",

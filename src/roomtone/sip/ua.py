@@ -36,6 +36,8 @@ Quick tour::
     r = await call.reinvite(hold_sdp)      # re-INVITE (hold/unhold); ACK sent on 2xx
     r = await call.send_request("MESSAGE", b"hi", "text/plain")
     await call.hangup()                    # BYE if answered, CANCEL/reject if not
+    await call.bye(headers=[("Reason", 'SIP ;cause=488 ;text="no answer"')])   # BYE saying why
+    call.on_ack = lambda call, ack: ...    # each ACK of a 2xx we sent; call.ack is the latest
 
     # --- requests the peer sends inside the call
     def on_request(call: Call, req: Request) -> Reply | int | None:
@@ -60,7 +62,8 @@ one is pending raises ``CallFailed(491)``. A 481 or 408 to an in-dialog request 
 
 Defaults when the application says nothing: OPTIONS (in or out of a dialog) is answered 200
 with Allow/Accept; a re-INVITE without a handler (or handler returning None) is answered 200 with
-``call.local_body`` (keeping media as it is); INFO/MESSAGE/NOTIFY/UPDATE/REFER without a handler
+``call.local_body`` (keeping media as it is; a re-INVITE *without* SDP gets the same body as a
+fresh offer and the answer comes in its ACK: ``call.ack``/``call.on_ack``); INFO/MESSAGE/NOTIFY/UPDATE/REFER without a handler
 get 501 (logged), so nothing is silently swallowed. An INVITE with no ``on_invite`` handler and
 nobody iterating ``incoming()`` gets 480. In-dialog requests for unknown dialogs get 481, CSeq
 out of order 500, crossing re-INVITEs 491 (§14).
@@ -216,6 +219,11 @@ class Call:
         self.end_status: int | None = None
         self.remote_address: Address | None = None
         self.on_request: RequestHandler | None = None
+        #: the latest ACK for a 2xx we sent (initial answer or re-INVITE); its body is the SDP
+        #: answer when our 2xx carried the offer (late offer, RFC 3261 §13.2.1)
+        self.ack: Request | None = None
+        #: ``on_ack(call, ack)`` once per ACK of a 2xx we sent (retransmitted ACKs are not repeated)
+        self.on_ack: Callable[[Call, Request], Any] | None = None
         self._listeners: list[Callable[[Call], Any]] = []
         self._ended = asyncio.Event()
         self._answered: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
@@ -329,6 +337,10 @@ class Call:
 
         Raises :class:`CallFailed` if the call was cancelled first or no ACK came in 64*T1
         (the UA then sends BYE, as RFC 3261 §13.3.1.4 asks).
+
+        Late offer (the INVITE had no body, RFC 3261 §13.2.1): ``body`` is then our *offer* and
+        the peer's answer arrives in the ACK: ``call.ack.body`` (also ``call.remote_body``).
+        Checking it is the application's job (``roomtone.media.call.answer_call`` does).
         """
         if self.state not in (CallState.INCOMING, CallState.EARLY) or self._server_tx is None:
             raise CallFailed(481, f"cannot answer: call is {self.state.value}")
@@ -412,14 +424,18 @@ class Call:
         """Send a re-INVITE (new offer: hold, unhold, codec change). ACK is sent on 2xx."""
         return await self.send_request("INVITE", body, content_type)
 
-    async def bye(self) -> Response | None:
-        """Hang up an established call with BYE; the call ends whatever the answer."""
+    async def bye(self, headers: Iterable[tuple[str, str]] = (), reason: str = "local BYE") -> Response | None:
+        """Hang up an established call with BYE; the call ends whatever the answer.
+
+        ``headers`` go on the BYE (e.g. a ``Reason`` header, RFC 3326, saying why we hang up);
+        ``reason`` becomes ``end_reason``.
+        """
         if self.state is not CallState.ESTABLISHED or self.dialog is None:
             return None
         dialog = self.dialog
-        req = dialog.create_request("BYE")
+        req = dialog.create_request("BYE", headers=list(headers))
         dest = await self.ua._resolve_uri(dialog.next_hop(), self.transport)
-        self._end("local BYE")
+        self._end(reason)
         return await self.ua._transact(req, dest, None)
 
     async def hangup(self, status: int = 603) -> None:
@@ -641,8 +657,10 @@ class UserAgent:
                 log.info("%r: no ACK for our final response (timer %s)", tx, ev.timer)
         elif isinstance(ev, AckTimeout):
             call = self._calls.get(ev.response.call_id)
-            if call is not None and call.direction == "inbound" and call.state is CallState.ESTABLISHED:
-                log.warning("call %s: no ACK for our 200 within 64*T1; sending BYE", call.call_id)
+            if call is not None and call.state is CallState.ESTABLISHED:
+                # §13.3.1.4 (initial INVITE) and §14.2 (re-INVITE): no ACK for our 2xx ends the dialog
+                log.warning("call %s: no ACK for our 200 (CSeq %d) within 64*T1; sending BYE",
+                            call.call_id, ev.response.cseq[0])
                 if call._ack_waiter and not call._ack_waiter.done():
                     call._ack_waiter.set_exception(CallFailed(408, "no ACK"))
                     call._ack_waiter.exception()
@@ -971,11 +989,19 @@ class UserAgent:
             dialog = self.dialogs.for_request(req)
             call = self._calls.get(req.call_id)
             if dialog is not None and call is not None and call.dialog is dialog:
+                if call.ack is not None and call.ack.cseq[0] >= req.cseq[0]:
+                    return  # a retransmitted ACK (it crossed a 2xx retransmission)
+                call.ack = req
                 if req.body:
                     call.remote_body = req.body
                     call.remote_content_type = req.content_type
                 if call._ack_waiter is not None and not call._ack_waiter.done():
                     call._ack_waiter.set_result(req)
+                if call.on_ack is not None:
+                    try:
+                        call.on_ack(call, req)
+                    except Exception:  # noqa: BLE001
+                        log.exception("on_ack failed for %s", call.call_id)
             else:
                 log.debug("ACK for no dialog dropped: %r", req)
             return
