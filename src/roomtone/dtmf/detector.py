@@ -64,8 +64,10 @@ Public API: :class:`DtmfDetector` (one channel: ``feed(int16 frame) -> list[Dtmf
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -250,6 +252,41 @@ def _transition_table(on: int, off: int) -> _StateTable:
     return table
 
 
+_ACCEL_DEFAULT = os.environ.get("ROOMTONE_DTMF_NUMBA", "1") not in ("0", "no", "off", "false")
+_kernel_module: ModuleType | None = None
+_kernel_tried = False
+
+
+def _kernels() -> ModuleType | None:
+    """The compiled kernels (:mod:`roomtone.dtmf._detector_kernels`), imported and compiled on first
+    use (numba's import costs about half a second, so not at module import); None without numba or
+    if compiling fails, and the numpy path is used. ``ROOMTONE_DTMF_NUMBA=0`` turns them off."""
+    global _kernel_module, _kernel_tried
+    if not _kernel_tried:
+        _kernel_tried = True
+        try:
+            from roomtone.dtmf import _detector_kernels as kern
+            _warm_up(kern)
+            _kernel_module = kern
+        except Exception as exc:  # numba missing, or too old/new for this code
+            log.info("DTMF detector: numba kernels unavailable (%s: %s); using the numpy path",
+                     type(exc).__name__, exc)
+    return _kernel_module
+
+
+def _warm_up(kern: ModuleType) -> None:
+    """Compile (or load from numba's cache) both kernels on a tiny bank of silence, so a failure
+    shows here and not halfway through a call."""
+    bank = DtmfDetectorBank(1, 8000)
+    bank._accel = False
+    x = np.zeros((1, 160), dtype=np.int16)
+    bank.feed(x)
+    bank._compiled(kern, 0, np.zeros((0, 1), dtype=bool), np.zeros((0, 8, 1), dtype=np.float32),
+                   bank._ring_dft[:_HIST], bank._ring_e[:_HIST], None)
+    bank._compiled(kern, 0, np.zeros((0, 1), dtype=bool), np.zeros((0, 8, 1), dtype=np.float32),
+                   bank._ring_dft[:_HIST], bank._ring_e[:_HIST], np.zeros(1, dtype=np.int64))
+
+
 class DtmfDetectorBank:
     """DTMF detection for ``channels`` independent audio streams at one sample rate.
 
@@ -298,6 +335,7 @@ class DtmfDetectorBank:
         if cfg.on_windows < 1 or cfg.off_windows < 1:
             raise DtmfError("on_windows and off_windows must be at least 1")
         self._table = _transition_table(cfg.on_windows, cfg.off_windows)
+        self._accel = _ACCEL_DEFAULT  # use the numba kernels if they load (tests switch this)
         self.reset()
 
     def reset(self) -> None:
@@ -318,6 +356,10 @@ class DtmfDetectorBank:
         self._cand_onset = np.zeros(c, dtype=np.int64)  # of the candidate
         self._end_est = np.zeros(c, dtype=np.int64)  # where the digit sounding stopped, after a miss
         self._ref = np.zeros(c)  # its sub-block energy
+        # the compiled kernels' scratch (see _compiled), grown on demand
+        self._kbuf_j = self._kbuf_ch = self._kbuf_code = np.zeros(0, dtype=np.int64)
+        self._kbuf_lead = self._kbuf_ref = np.zeros(0)
+        self._kbuf_ev = np.zeros((0, 6), dtype=np.int64)
 
     def reset_channels(self, channels: Sequence[int] | npt.ArrayLike) -> None:
         """Make ``channels`` as good as new (a new call taking over a slot): their audio, digit
@@ -435,8 +477,12 @@ class DtmfDetectorBank:
         valid &= (q_lo + q_hi) * self._power_to_energy >= etot * self.config.min_purity
         if counts is not None:
             valid &= np.arange(m)[:, None] < counts[None, :]
-        j, ch, code, lead, ref = self._windows(valid, q, dft, energy)
-        events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
+        kern = _kernels() if self._accel else None
+        if kern is not None:
+            events = self._compiled(kern, m, valid, q, dft, energy, counts)
+        else:
+            j, ch, code, lead, ref = self._windows(valid, q, dft, energy)
+            events = self._run_states(m, j, ch, code, lead, ref, energy, counts)
         # the last 3 sub-blocks of each channel become the next call's history
         if counts is None and in_ring:
             self._pos += m
@@ -450,6 +496,34 @@ class DtmfDetectorBank:
             self._pos = 0
         self._blocks += m if counts is None else counts
         return events
+
+    def _compiled(self, kern: ModuleType, m: int, valid: npt.NDArray[np.bool_], q: npt.NDArray[np.float32],
+                  dft: F64, energy: F64, counts: I64 | None) -> list[DtmfEvent]:
+        """``_windows`` + ``_run_states`` by the numba kernels (same arithmetic, same events)."""
+        c = self.channels
+        nmax = m * c
+        if len(self._kbuf_j) < nmax:
+            self._kbuf_j = np.empty(nmax, dtype=np.int64)
+            self._kbuf_ch = np.empty(nmax, dtype=np.int64)
+            self._kbuf_code = np.empty(nmax, dtype=np.int64)
+            self._kbuf_lead = np.empty(nmax)
+            self._kbuf_ref = np.empty(nmax)
+            self._kbuf_ev = np.empty((2 * nmax, 6), dtype=np.int64)
+        cfg = self.config
+        nv = kern.windows(valid, q, dft, energy, self._tone_consts, self._tan2_half_spread, _CODE_TABLE,
+                          self._coh2, float(cfg.min_coverage), float(cfg.max_deviation_spread),
+                          self._kbuf_j, self._kbuf_ch, self._kbuf_code, self._kbuf_lead, self._kbuf_ref)
+        tab = self._table
+        ne = kern.states(m, self.block, nv, self._kbuf_j, self._kbuf_ch, self._kbuf_code, self._kbuf_lead,
+                         self._kbuf_ref, energy, self._blocks if counts is None else counts, counts is not None,
+                         self._blocks, tab.step, tab.cur, self._state, self._onset, self._cand_onset,
+                         self._end_est, self._ref, self._kbuf_ev)
+        if not ne:
+            return []
+        rate = self.sample_rate
+        return [_new_tuple(DtmfEvent, ("started", CANONICAL[code], start, None, now, rate, chan)) if started
+                else _new_tuple(DtmfEvent, ("ended", CANONICAL[code], start, end, now, rate, chan))
+                for started, chan, code, start, end, now in self._kbuf_ev[:ne].tolist()]
 
     def _windows(self, valid: npt.NDArray[np.bool_], q: npt.NDArray[np.float32], dft: F64, energy: F64,
                  ) -> tuple[I64, I64, I64, F64, F64]:
