@@ -63,6 +63,7 @@ Public API: :class:`DtmfDetector` (one channel: ``feed(int16 frame) -> list[Dtmf
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -265,7 +266,7 @@ def _kernels() -> ModuleType | None:
     if not _kernel_tried:
         _kernel_tried = True
         try:
-            from roomtone.dtmf import _detector_kernels as kern
+            kern = importlib.import_module("roomtone.dtmf._detector_kernels")
             _warm_up(kern)
             _kernel_module = kern
         except Exception as exc:  # numba missing, or too old/new for this code
