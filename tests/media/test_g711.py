@@ -3,9 +3,12 @@ WAV files in all three encodings against sox, an independent reader."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +108,14 @@ def test_read_wav_rejects_garbage(tmp_path) -> None:
     bad.write_bytes(b"hello world, not a wav")
     with pytest.raises(g711.WavError, match="not a RIFF"):
         g711.read_wav(bad)
+
+
+def test_write_wav_to_a_bad_path_raises_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI turns the OSError into one line; nothing may print a stray traceback after it.
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for encoding in ("pcm16", "ulaw"):
+        with pytest.raises(OSError):
+            g711.write_wav(tmp_path / "missing" / "x.wav", np.zeros(80, dtype=np.int16), 8000, encoding)
+    gc.collect()
+    assert unraisable == []

@@ -272,7 +272,9 @@ def write_wav(path: str | Path, samples: npt.ArrayLike, sample_rate: int, encodi
     """Write mono int16 ``samples`` as 16-bit PCM (``"pcm16"``), µ-law or A-law WAV."""
     pcm = _pcm_array(samples)
     if encoding == "pcm16":
-        with wave.open(str(path), "wb") as w:
+        # open the file first: wave.open(name) on a bad path leaves a half-built Wave_write whose
+        # __del__ prints "Exception ignored ... AttributeError" after our clear error (CPython 3.11)
+        with Path(path).open("wb") as fh, wave.open(fh, "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(int(sample_rate))
