@@ -29,7 +29,8 @@ report time minus its median report latency on the development set's nominal ton
 
 Speed is CPU time per core (``time.process_time``, BLAS limited to one thread): one channel fed
 20 ms frames, and 1,000 channels fed 20 ms ticks (roomtone's batched bank; spandsp has no batch
-mode, so its anchor is its best case, the C code run over a long buffer in one call).
+mode, so its anchor is its best case, the C code run over a long buffer in one call). The bank is
+timed on both of its paths: with the numba kernels (the default when numba loads) and numpy only.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _spandsp import SpandspDtmf  # noqa: E402
+from roomtone.dtmf import detector as detector_module  # noqa: E402
 from roomtone.dtmf.detector import DetectorConfig, DtmfDetector, DtmfDetectorBank  # noqa: E402
 from roomtone.dtmf.tones import DBM0_PEAK, ToneGenerator, dbm0_to_peak  # noqa: E402
 from roomtone.media import g711  # noqa: E402
@@ -370,7 +372,8 @@ def throughput(material: np.ndarray, channels: int, ticks: int, repeats: int = 3
     frame = 160
     res: dict[str, float] = {}
     single = material[: frame * 1500]  # 30 s
-    best = {"ours_single": 0.0, "sp_single": 0.0, "sp_c": 0.0, "ours_bank": 0.0, "sp_loop": 0.0}
+    best = {"ours_single": 0.0, "sp_single": 0.0, "sp_c": 0.0, "ours_bank": 0.0, "ours_bank_numpy": 0.0,
+            "sp_loop": 0.0}
     rng = np.random.default_rng(5)
     starts = rng.integers(0, len(material) - frame * ticks, channels)
     bank_in = np.stack([material[s:s + frame * ticks] for s in starts])
@@ -391,12 +394,15 @@ def throughput(material: np.ndarray, channels: int, ticks: int, repeats: int = 3
         sp.feed_raw(long)
         best["sp_c"] = max(best["sp_c"], len(long) / (time.process_time() - t0))
         sp.close()
-        bank = DtmfDetectorBank(channels, 8000)
         ticks_in = [np.ascontiguousarray(bank_in[:, k * frame:(k + 1) * frame]) for k in range(ticks)]
-        t0 = time.process_time()
-        for tick in ticks_in:
-            bank.feed(tick)
-        best["ours_bank"] = max(best["ours_bank"], channels * frame * ticks / (time.process_time() - t0))
+        # the default path (numba kernels when they load), and the numpy-only path
+        for key, accel in (("ours_bank", True), ("ours_bank_numpy", False)):
+            bank = DtmfDetectorBank(channels, 8000)
+            bank._accel = accel and bank._accel
+            t0 = time.process_time()
+            for tick in ticks_in:
+                bank.feed(tick)
+            best[key] = max(best[key], channels * frame * ticks / (time.process_time() - t0))
         sps = [SpandspDtmf(chunk=frame) for _ in range(channels)]
         t0 = time.process_time()
         for tick in ticks_in[: max(ticks // 5, 1)]:
@@ -480,6 +486,16 @@ def main(argv: list[str] | None = None) -> int:
 def speed(args: argparse.Namespace, speech: np.ndarray, music: np.ndarray, trials: list[Trial]) -> None:
     """Throughput of both detectors on the two mixes (CPU time per core, best of ``--repeats``)."""
     tones = np.concatenate([t.audio for t in trials if t.rate == 8000])[: 8000 * 30]
+    wanted = DtmfDetectorBank(1)._accel
+    t0 = time.perf_counter()
+    kernels = detector_module._kernels() if wanted else None
+    if not wanted:
+        state = "off (ROOMTONE_DTMF_NUMBA=0)"
+    elif kernels is None:
+        state = "not available (numpy path)"
+    else:
+        state = f"on, loaded in {time.perf_counter() - t0:.2f} s (from numba's cache, or compiled)"
+    print(f"compiled kernels (numba): {state}")
     mixes = {
         # what most calls carry: speech and music, no DTMF
         "speech+music": np.concatenate((speech[: 8000 * 60], music[: 8000 * 30])),
@@ -496,6 +512,9 @@ def speed(args: argparse.Namespace, speech: np.ndarray, music: np.ndarray, trial
               f"{sp['sp_c'] / 1e6:8.2f}M  ratio {sp['ours_bank'] / sp['sp_c']:.2f} "
               f"(spandsp: C over one long buffer; via a Python loop over channels: "
               f"{sp['sp_loop'] / 1e6:.2f}M)")
+        print(f"{'    numpy path only':28s} {'':6s} {sp['ours_bank_numpy'] / 1e6:8.2f}M "
+              f"{sp['sp_c'] / 1e6:8.2f}M  ratio {sp['ours_bank_numpy'] / sp['sp_c']:.2f} "
+              f"(the bank without numba, ROOMTONE_DTMF_NUMBA=0)")
 
 
 if __name__ == "__main__":
