@@ -134,3 +134,16 @@ def test_other_detector_tests_pass_on_the_numpy_path() -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_detect_does_not_load_numba_but_load_kernels_does() -> None:
+    code = ("import sys\n"
+            "from roomtone.dtmf import detect\n"
+            "from roomtone.dtmf.detector import load_kernels\n"
+            "from roomtone.dtmf.tones import ToneGenerator\n"
+            "audio, _ = ToneGenerator().sequence('159', 0.07, 0.07)\n"
+            "print(''.join(d.digit for d in detect(audio)), 'numba' in sys.modules)\n"
+            "print(load_kernels(), 'numba' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["159 False", "True True"]

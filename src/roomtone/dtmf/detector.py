@@ -48,8 +48,13 @@ hundred small array operations on just the windows that pass the cheap tests and
 with a digit starting, sounding or ending. The digit state machine is a lookup table (one gather
 per 5 ms window for all those channels; the onsets, ends and levels that go with it are read off
 the step flags for all windows of the tick at once), so there is no Python loop over windows or
-channels, only over the events themselves. The bank serves 1,000 channels of speech and music
-faster than spandsp's per-core C code, DTMF-heavy traffic somewhat slower (see BENCHMARKS.md).
+channels, only over the events themselves. With numba installed (a dependency, but optional
+here) the window checks and the state machine run instead as compiled loops
+(:mod:`roomtone.dtmf._detector_kernels`, loaded on first use; ``ROOMTONE_DTMF_NUMBA=0`` keeps the
+numpy path). Both paths do the same IEEE operations in the same order and give identical events.
+The bank serves 1,000 channels faster than spandsp's per-core C code: with the kernels, about
+1.4-1.6x on speech and music and on DTMF-heavy traffic; numpy only, 1.2-1.3x and about 0.8x
+(see BENCHMARKS.md).
 Run it with one BLAS thread per process (``OPENBLAS_NUM_THREADS=1``): the matrix is small, and
 OpenBLAS threads contending for a busy core made it 20x slower here.
 
@@ -58,7 +63,8 @@ seeds, voices and texts); the evaluation set there is kept apart.
 
 Public API: :class:`DtmfDetector` (one channel: ``feed(int16 frame) -> list[DtmfEvent]``,
 ``flush()``), :class:`DtmfDetectorBank` (``feed(2-D array or list of per-channel frames)``,
-``flush()``), :func:`detect` (whole signal -> list of :class:`DetectedDigit`).
+``flush()``), :func:`detect` (whole signal -> list of :class:`DetectedDigit`), :func:`load_kernels`
+(load the compiled kernels at start-up rather than on the first tick).
 """
 
 from __future__ import annotations
@@ -273,6 +279,13 @@ def _kernels() -> ModuleType | None:
             log.info("DTMF detector: numba kernels unavailable (%s: %s); using the numpy path",
                      type(exc).__name__, exc)
     return _kernel_module
+
+
+def load_kernels() -> bool:
+    """Load the compiled kernels now (True if they are in use): a server calls this at start-up so
+    that its first audio tick does not wait for numba (about 0.5 s from numba's on-disk cache,
+    about 3 s when it has to compile). Banks otherwise load them on their first ``feed``."""
+    return _ACCEL_DEFAULT and _kernels() is not None
 
 
 def _warm_up(kern: ModuleType) -> None:
@@ -752,6 +765,10 @@ def detect(samples: npt.ArrayLike, sample_rate: int = 8000, config: DetectorConf
            ) -> list[DetectedDigit]:
     """Every DTMF digit in ``samples`` (int16 mono), with ``start`` and ``duration`` in seconds."""
     det = DtmfDetector(sample_rate, config)
+    # one call over the whole signal runs at tens of millions of samples/s on the numpy path, so
+    # a command-line run should not wait for numba's import and load (0.5 s, ~3 s uncached):
+    # the kernels are used here only if this process has already loaded them
+    det._bank._accel = det._bank._accel and _kernel_module is not None
     events = det.feed(np.asarray(samples)) + det.flush()
     return [
         DetectedDigit(e.digit, e.start / sample_rate, (e.end - e.start) / sample_rate)
