@@ -201,6 +201,7 @@ async def test_ua_to_ua_early_media_both_ways_then_same_answer():
         ivr = MediaCall(sip_call, stream, answer.audio, sdp_session, options, None)
         ivr.on_dtmf = lambda ev: got_callee.append((ev.digit, ev.method))
         await sip_call.progress(bytes(answer.sdp))
+        await asyncio.sleep(0.2)  # like an IVR's prompt lead-in: the caller has the 183 by now
         await ivr.send_dtmf("9*", method="rfc4733", tone_ms=100, gap_ms=100)
         ready.set()
         await release.wait()

@@ -263,3 +263,79 @@ async def test_reinvite_without_sdp_and_ack_without_answer_ends_the_call(caplog)
         assert caller.end_reason == "remote BYE"
         assert callee.sip.state is CallState.ENDED and callee.stream.closed
     assert any("re-INVITE late offer" in r.getMessage() for r in caplog.records)
+
+
+def _uas_in_dialog(method: str, cseq: str, body: str = "", retrans: bool = True) -> str:
+    ctype = "Content-Type: application/sdp\n" if body else ""
+    attr = ' retrans="500"' if retrans else ""
+    return f"""  <send{attr}><![CDATA[
+{method} [$remote_contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[service]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+To:[$remote_from]
+Call-ID: [call_id]
+CSeq: {cseq}
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+{ctype}Content-Length: [len]
+
+{body}]]></send>
+"""
+
+
+#: SIPp answers roomtone's call, then refreshes the session with a re-INVITE without SDP; its ACK
+#: answers roomtone's offer with media moved to [media_port+2]; then SIPp hangs up.
+UAS_REINVITE_WITHOUT_SDP = ("""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas re-INVITE without SDP">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
+      <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="remote_contact"/>
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+""" + _ANSWER.format(direction="sendrecv") + """]]></send>
+  <recv request="ACK" crlf="true"/>
+  <pause milliseconds="300"/>
+""" + _uas_in_dialog("INVITE", "2 INVITE") + """  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action><ereg regexp="m=audio [0-9]+ RTP/AVP 0 8 9 101" search_in="body" check_it="true"
+                  assign_to="reoffer"/></action>
+  </recv>
+""" + _uas_in_dialog("ACK", "2 ACK", _ANSWER.format(direction="sendrecv").replace("[media_port]", "[media_port+2]"),
+                     retrans=False) + """  <pause milliseconds="1000"/>
+""" + _uas_in_dialog("BYE", "3 BYE") + """  <recv response="200" crlf="true"/>
+  <Reference variables="remote_from,remote_contact,reoffer"/>
+</scenario>
+""")
+
+
+async def test_sipp_uas_reinvite_without_sdp_on_our_outbound_call_moves_media():
+    engine = MediaEngine("127.0.0.1", PortAllocator(26300, 26399))
+    ua = UserAgent("127.0.0.1", 0, transports=("UDP",), user="alice")
+    await ua.start()
+    try:
+        with sipp(UAS_REINVITE_WITHOUT_SDP, timeout=30) as s:
+            call = await place_call(ua, engine, s.uri)
+            assert call.negotiated.remote_port == s.media_port
+            await wait_for(lambda: call.negotiated.remote_port != s.media_port, 10)
+            assert call.negotiated.remote_port == s.media_port + 2
+            assert call.stream.session.remote == ("127.0.0.1", s.media_port + 2)
+            assert call.negotiated.direction == "sendrecv" and not call.ended
+            await asyncio.wait_for(call.wait_ended(), 10)
+            assert call.end_reason == "remote BYE"
+            result = await s.finished()
+        assert result.ok, result.report()
+    finally:
+        await ua.close()
+        await engine.close()

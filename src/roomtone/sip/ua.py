@@ -63,8 +63,8 @@ one is pending raises ``CallFailed(491)``. A 481 or 408 to an in-dialog request 
 Defaults when the application says nothing: OPTIONS (in or out of a dialog) is answered 200
 with Allow/Accept; a re-INVITE without a handler (or handler returning None) is answered 200 with
 ``call.local_body`` (keeping media as it is; a re-INVITE *without* SDP gets the same body as a
-fresh offer and the answer comes in its ACK: ``call.ack``/``call.on_ack``); INFO/MESSAGE/NOTIFY/UPDATE/REFER without a handler
-get 501 (logged), so nothing is silently swallowed. An INVITE with no ``on_invite`` handler and
+fresh offer and the answer comes in its ACK: ``call.ack``/``call.on_ack``); INFO/MESSAGE/NOTIFY/
+UPDATE/REFER without a handler get 501 (logged), so nothing is silently swallowed. An INVITE with no ``on_invite`` handler and
 nobody iterating ``incoming()`` gets 480. In-dialog requests for unknown dialogs get 481, CSeq
 out of order 500, crossing re-INVITEs 491 (§14).
 
