@@ -341,8 +341,21 @@ async def serve_anchor(n: int, seconds: float, port_base: int = 0) -> dict[str, 
     return result
 
 
+def _prepare(nice: int, cpu: int | None):
+    if not nice and cpu is None:
+        return None
+
+    def prepare() -> None:
+        if nice:
+            os.nice(nice)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu % (os.cpu_count() or 1)})
+
+    return prepare
+
+
 def run_server(kind: str, n: int, seconds: float, workers: int = 1, loop: str = "asyncio",
-               nice: int = 0) -> dict[str, float]:
+               nice: int = 0, pin: bool = False) -> dict[str, float]:
     """Each measurement in fresh processes so memory and CPU are their own.
 
     With ``workers`` > 1 the calls are split over that many server processes (one event loop
@@ -359,7 +372,7 @@ def run_server(kind: str, n: int, seconds: float, workers: int = 1, loop: str = 
             [sys.executable, __file__, "--server", kind, "--calls", str(k), "--seconds", str(seconds),
              "--port-base", str(30000 + i * 8000), "--loops", loop],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # the peer inherits it
+            preexec_fn=_prepare(nice, i if pin else None),  # the peer inherits both
         )
         for i, k in enumerate(share)
     ]
@@ -399,6 +412,8 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0,
                     help="scheduling niceness of servers and peers (root may give negative values so "
                          "other work on a shared machine does not decide the result; default 0)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin server process i (and its load generator) to CPU i")
     ap.add_argument("--port-base", type=int, default=30000, help=argparse.SUPPRESS)
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--server", choices=("roomtone", "anchor"), help=argparse.SUPPRESS)
@@ -422,6 +437,7 @@ def main() -> None:
     peer = "C sendmmsg" if os.environ.get("CALLS_PEER") != "python" and c_peer() else "Python"
     print(f"calls benchmark: {os.cpu_count()} cores, {args.workers} server process(es), window "
           f"{args.seconds:g} s per run, Python {sys.version.split()[0]}, peer: {peer}, nice {args.nice}, "
+          f"{'pinned, ' if args.pin else ''}"
           f"load average {os.getloadavg()[0]:.2f}")
     header = (f"{'calls':>6} {'server':>17} {'cpu(core)':>9} {'cpu/call%':>9} {'ratio':>6} {'KB/call':>8} "
               f"{'late pkts':>9} {'max late ms':>11} {'rx pkts/s':>9} {'digits':>6} {'peer late':>9} "
@@ -430,8 +446,8 @@ def main() -> None:
     best = dict.fromkeys(loops, 0)
     for n in counts:
         for loop in loops:
-            anchor = run_server("anchor", n, args.seconds, args.workers, loop, args.nice)
-            ours = run_server("roomtone", n, args.seconds, args.workers, loop, args.nice)
+            anchor = run_server("anchor", n, args.seconds, args.workers, loop, args.nice, args.pin)
+            ours = run_server("roomtone", n, args.seconds, args.workers, loop, args.nice, args.pin)
             for name, r in (("anchor", anchor), ("roomtone", ours)):
                 ok = r["late_packets"] == 0 and r["cpu_max"] < 0.9
                 ratio = r["cpu"] / anchor["cpu"] if anchor["cpu"] else float("nan")
