@@ -1,3 +1,6 @@
+import time
+
+import jwt
 import pytest
 from livekit import api
 
@@ -30,6 +33,23 @@ def test_official_sdk_token_verifies_with_grants():
     ],
 )
 def test_bad_tokens_refused(token, needle):
+    with pytest.raises(TokenError, match=needle) as info:
+        TokenVerifier({KEY: SECRET}).verify(token)
+    assert info.value.status == 401
+
+
+@pytest.mark.parametrize(
+    "claims,needle",
+    [
+        ({"video": "x"}, "video grant must be an object"),
+        ({"sip": 5}, "sip grant must be an object"),
+        ({"video": {"canPublishSources": 5}}, "canPublishSources must be a list"),
+        ({"attributes": ["a"]}, "attributes must be an object"),
+    ],
+)
+def test_signed_token_with_wrong_shapes_is_a_token_error(claims, needle):
+    now = int(time.time())
+    token = jwt.encode({"iss": KEY, "sub": "mallory", "nbf": now, "exp": now + 60, **claims}, SECRET, algorithm="HS256")
     with pytest.raises(TokenError, match=needle) as info:
         TokenVerifier({KEY: SECRET}).verify(token)
     assert info.value.status == 401

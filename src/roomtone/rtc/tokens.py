@@ -136,6 +136,14 @@ class TokenVerifier:
         attributes = claims.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise TokenError("invalid token: attributes must be an object", 401)
+        # A correctly signed token can still carry the wrong shapes; refuse them as token errors
+        # rather than letting a TypeError surface as a 500.
+        for section in ("video", "sip"):
+            if not isinstance(claims.get(section) or {}, dict):
+                raise TokenError(f"invalid token: {section} grant must be an object", 401)
+        sources = (claims.get("video") or {}).get("canPublishSources")
+        if sources is not None and not isinstance(sources, list):
+            raise TokenError("invalid token: canPublishSources must be a list", 401)
         return Claims(
             api_key=api_key,
             identity=str(claims.get("sub") or ""),
