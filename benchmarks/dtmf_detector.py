@@ -30,7 +30,8 @@ report time minus its median report latency on the development set's nominal ton
 Speed is CPU time per core (``time.process_time``, BLAS limited to one thread): one channel fed
 20 ms frames, and 1,000 channels fed 20 ms ticks (roomtone's batched bank; spandsp has no batch
 mode, so its anchor is its best case, the C code run over a long buffer in one call). The bank is
-timed on both of its paths: with the numba kernels (the default when numba loads) and numpy only.
+timed on both of its paths: with the numba kernels (``load_kernels()``, as a server calls at
+start-up) and numpy only.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _spandsp import SpandspDtmf  # noqa: E402
 from roomtone.dtmf import detector as detector_module  # noqa: E402
-from roomtone.dtmf.detector import DetectorConfig, DtmfDetector, DtmfDetectorBank  # noqa: E402
+from roomtone.dtmf.detector import DetectorConfig, DtmfDetector, DtmfDetectorBank, load_kernels  # noqa: E402
 from roomtone.dtmf.tones import DBM0_PEAK, ToneGenerator, dbm0_to_peak  # noqa: E402
 from roomtone.media import g711  # noqa: E402
 
@@ -487,12 +488,12 @@ def speed(args: argparse.Namespace, speech: np.ndarray, music: np.ndarray, trial
     """Throughput of both detectors on the two mixes (CPU time per core, best of ``--repeats``)."""
     tones = np.concatenate([t.audio for t in trials if t.rate == 8000])[: 8000 * 30]
     wanted = DtmfDetectorBank(1)._accel
-    earlier = detector_module._kernel_tried  # loaded by the accuracy runs already
+    earlier = detector_module._kernel_tried
     t0 = time.perf_counter()
-    kernels = detector_module._kernels() if wanted else None
+    loaded = load_kernels()  # as a server does at start-up
     if not wanted:
         state = "off (ROOMTONE_DTMF_NUMBA=0)"
-    elif kernels is None:
+    elif not loaded:
         state = "not available (numpy path)"
     else:
         state = "on" + ("" if earlier else

@@ -1,15 +1,14 @@
 """The numba kernels (``roomtone.dtmf._detector_kernels``) and the numpy path give identical results.
 
-The bank uses the compiled kernels for the per-window checks and the digit state machine when
-numba loads (numba is a dependency, so here it must); the numpy path stays for installs without
-it and with ``ROOMTONE_DTMF_NUMBA=0``. Both compute the same IEEE operations in the same order,
+The bank uses the compiled kernels for the per-window checks and the digit state machine once
+``load_kernels()`` has loaded them (numba is a dependency, so here it must); the numpy path stays
+for installs without numba, with ``ROOMTONE_DTMF_NUMBA=0``, and until the kernels are loaded. Both compute the same IEEE operations in the same order,
 so the events, and the windows' intermediate values, must be equal bit for bit: on random DTMF
 mixtures (uniform ticks and ragged frames) and on the benchmark's kind of busy mix (speech,
-music and Q.24 trials). The other detector tests are also run once more on the numpy path."""
+music and Q.24 trials). The other detector tests are also run once more with the kernels."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +26,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import dtmf_detector as bench  # noqa: E402
 
 
-def test_kernels_load() -> None:
-    assert det._kernels() is not None, "numba is a dependency: the compiled kernels must load"
+@pytest.fixture(scope="module", autouse=True)
+def kernels() -> None:
+    assert det.load_kernels(), "numba is a dependency: the compiled kernels must load"
 
 
 def run_bank(xs: np.ndarray, accel: bool, ragged_seed: int | None = None, tick: int = 160) -> list[DtmfEvent]:
@@ -87,7 +87,7 @@ def test_busy_mix_events_and_windows_identical(busy_mix: np.ndarray, monkeypatch
     slow = run_bank(xs, False)
     # the compiled path, with each tick's windows also checked against the numpy code bit for bit
     compared = {"ticks": 0, "windows": 0}
-    kern = det._kernels()
+    kern = det._kernel_module
     assert kern is not None
     real = kern.windows
 
@@ -127,23 +127,32 @@ def test_falls_back_to_numpy_without_numba(monkeypatch: pytest.MonkeyPatch) -> N
     assert events == run_bank(xs, False)
 
 
-def test_other_detector_tests_pass_on_the_numpy_path() -> None:
+def test_other_detector_tests_pass_with_the_kernels() -> None:
+    """In a normal test run nothing calls load_kernels(), so the other detector tests exercise the
+    numpy path; here they run again in a process that loaded the kernels first."""
     files = sorted(str(p) for p in Path(__file__).parent.glob("test_detector*.py") if p.name != Path(__file__).name)
-    env = dict(os.environ, ROOMTONE_DTMF_NUMBA="0")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    code = ("import sys, pytest\n"
+            "from roomtone.dtmf import detector\n"
+            "assert detector.load_kernels()\n"
+            f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{files!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
 
 
-def test_detect_does_not_load_numba_but_load_kernels_does() -> None:
+def test_only_load_kernels_loads_numba() -> None:
+    """Feeding never loads numba (that would stall a running audio loop); load_kernels() does,
+    and then banks use the kernels."""
     code = ("import sys\n"
-            "from roomtone.dtmf import detect\n"
-            "from roomtone.dtmf.detector import load_kernels\n"
+            "from roomtone.dtmf import detect, detector\n"
             "from roomtone.dtmf.tones import ToneGenerator\n"
             "audio, _ = ToneGenerator().sequence('159', 0.07, 0.07)\n"
             "print(''.join(d.digit for d in detect(audio)), 'numba' in sys.modules)\n"
-            "print(load_kernels(), 'numba' in sys.modules)\n")
+            "print(detector.load_kernels(), 'numba' in sys.modules)\n"
+            "calls = []\n"
+            "real = detector._kernel_module.states\n"
+            "detector._kernel_module.states = lambda *a: calls.append(1) or real(*a)\n"
+            "print(''.join(d.digit for d in detect(audio)), len(calls) > 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["159 False", "True True"]
+    assert proc.stdout.split("\n")[:3] == ["159 False", "True True", "159 True"]

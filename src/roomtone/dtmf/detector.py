@@ -50,8 +50,8 @@ per 5 ms window for all those channels; the onsets, ends and levels that go with
 the step flags for all windows of the tick at once), so there is no Python loop over windows or
 channels, only over the events themselves. With numba installed (a dependency, but optional
 here) the window checks and the state machine run instead as compiled loops
-(:mod:`roomtone.dtmf._detector_kernels`, loaded on first use; ``ROOMTONE_DTMF_NUMBA=0`` keeps the
-numpy path). Both paths do the same IEEE operations in the same order and give identical events.
+(:mod:`roomtone.dtmf._detector_kernels`), once :func:`load_kernels` has been called (a server
+does that at start-up; ``ROOMTONE_DTMF_NUMBA=0`` keeps the numpy path). Both paths do the same IEEE operations in the same order and give identical events.
 The bank serves 1,000 channels faster than spandsp's per-core C code: with the kernels, about
 1.4-1.6x on speech and music and on DTMF-heavy traffic; numpy only, 1.2-1.3x and about 0.8x
 (see BENCHMARKS.md).
@@ -64,7 +64,7 @@ seeds, voices and texts); the evaluation set there is kept apart.
 Public API: :class:`DtmfDetector` (one channel: ``feed(int16 frame) -> list[DtmfEvent]``,
 ``flush()``), :class:`DtmfDetectorBank` (``feed(2-D array or list of per-channel frames)``,
 ``flush()``), :func:`detect` (whole signal -> list of :class:`DetectedDigit`), :func:`load_kernels`
-(load the compiled kernels at start-up rather than on the first tick).
+(use the compiled kernels from now on; call it at start-up).
 """
 
 from __future__ import annotations
@@ -265,9 +265,8 @@ _kernel_tried = False
 
 
 def _kernels() -> ModuleType | None:
-    """The compiled kernels (:mod:`roomtone.dtmf._detector_kernels`), imported and compiled on first
-    use (numba's import costs about half a second, so not at module import); None without numba or
-    if compiling fails, and the numpy path is used. ``ROOMTONE_DTMF_NUMBA=0`` turns them off."""
+    """Import and compile (or load from numba's cache) :mod:`roomtone.dtmf._detector_kernels`, once;
+    None without numba or if compiling fails (the numpy path is then used)."""
     global _kernel_module, _kernel_tried
     if not _kernel_tried:
         _kernel_tried = True
@@ -282,9 +281,12 @@ def _kernels() -> ModuleType | None:
 
 
 def load_kernels() -> bool:
-    """Load the compiled kernels now (True if they are in use): a server calls this at start-up so
-    that its first audio tick does not wait for numba (about 0.5 s from numba's on-disk cache,
-    about 3 s when it has to compile). Banks otherwise load them on their first ``feed``."""
+    """Load the compiled kernels; from then on every bank and detector in this process uses them.
+    Returns True if they are in use (False: numba missing or failing, or ``ROOMTONE_DTMF_NUMBA=0``).
+
+    Banks never load them by themselves: loading blocks for 0.3-0.5 s (numba's import and its
+    on-disk cache) or about 3 s (first compile), which inside a running audio loop drops frames and
+    digits. A server calls this once at start-up, before audio flows; one-shot tools need not."""
     return _ACCEL_DEFAULT and _kernels() is not None
 
 
@@ -349,7 +351,7 @@ class DtmfDetectorBank:
         if cfg.on_windows < 1 or cfg.off_windows < 1:
             raise DtmfError("on_windows and off_windows must be at least 1")
         self._table = _transition_table(cfg.on_windows, cfg.off_windows)
-        self._accel = _ACCEL_DEFAULT  # use the numba kernels if they load (tests switch this)
+        self._accel = _ACCEL_DEFAULT  # use the numba kernels once loaded (tests switch this)
         self.reset()
 
     def reset(self) -> None:
@@ -491,7 +493,7 @@ class DtmfDetectorBank:
         valid &= (q_lo + q_hi) * self._power_to_energy >= etot * self.config.min_purity
         if counts is not None:
             valid &= np.arange(m)[:, None] < counts[None, :]
-        kern = _kernels() if self._accel else None
+        kern = _kernel_module if self._accel else None
         if kern is not None:
             events = self._compiled(kern, m, valid, q, dft, energy, counts)
         else:
@@ -765,10 +767,6 @@ def detect(samples: npt.ArrayLike, sample_rate: int = 8000, config: DetectorConf
            ) -> list[DetectedDigit]:
     """Every DTMF digit in ``samples`` (int16 mono), with ``start`` and ``duration`` in seconds."""
     det = DtmfDetector(sample_rate, config)
-    # one call over the whole signal runs at tens of millions of samples/s on the numpy path, so
-    # a command-line run should not wait for numba's import and load (0.5 s, ~3 s uncached):
-    # the kernels are used here only if this process has already loaded them
-    det._bank._accel = det._bank._accel and _kernel_module is not None
     events = det.feed(np.asarray(samples)) + det.flush()
     return [
         DetectedDigit(e.digit, e.start / sample_rate, (e.end - e.start) / sample_rate)
