@@ -12,6 +12,12 @@ namespace with a fresh server:
   fires (C and D get it too), 10 ms pause, repeat; the sample is the time from just before
   ``publish_dtmf`` to B's event. The other N-1 rooms stay connected and quiet: this is the
   idle-server latency the target (p99 < 10 ms) is about, with N rooms on the server.
+* server residence (when ``tcpdump`` or ``dumpcap`` is installed): during the one-at-a-time
+  phase, UDP on the namespace's ``lo`` is captured and, for each DTLS application-data packet
+  from A, the time until the server sends the DATA to the first and to the last of the other
+  three participants (packets of at least 80 bytes: SCTP SACK-only packets are smaller). This
+  is the server's own share of the relay, without the SDKs' dispatch and mostly without the
+  machine's scheduling noise that dominates the end-to-end p99.
 * burst latency: in rounds 50 ms apart, A of every room publishes one tone at the same moment
   (the server fans out 3 copies per room); client-side queueing is included.
 
@@ -236,6 +242,72 @@ class WorkerProcess:
         return self.answer()
 
 
+CAPTURE_MIN_BYTES = 80  # DTLS(SCTP DATA) carrying a DataPacket; SACK-only records are 57-77 bytes
+
+
+class Capture:
+    """UDP on the namespace's loopback (all peers share it), written by tcpdump or dumpcap."""
+
+    def __init__(self, ns: Any, server_pid: int) -> None:
+        self.path = ns.tmp_path("rooms-bench.pcap")
+        self.ns = ns
+        self.server_pid = server_pid
+        self.proc: Any = None
+        self.ports: set[int] = set()
+        if shutil.which("tcpdump"):
+            cmd = ["tcpdump", "-i", "lo", "-U", "-s", "256", "-w", str(self.path), "udp"]
+        elif shutil.which("dumpcap"):
+            cmd = ["dumpcap", "-q", "-P", "-i", "lo", "-s", "256", "-f", "udp", "-w", str(self.path)]
+        else:
+            return
+        self.proc = ns.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def note_server_ports(self) -> None:
+        """The server's UDP ports (its ICE sockets), read once everyone has joined."""
+        out = self.ns.run(["ss", "-unap"]).stdout
+        tag = f"pid={self.server_pid},"
+        self.ports = {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if tag in line}
+
+    def residence_ms(self, t0: float, t1: float) -> tuple[list[float], list[float]]:
+        """Per relayed packet between wall-clock t0 and t1: (to the first receiver, to the last)."""
+        if self.proc is None:
+            return [], []
+        time.sleep(0.3)
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        import dpkt
+
+        packets: list[tuple[float, int, int, bool]] = []  # ts, src port, dst port, big
+        with open(self.path, "rb") as f:
+            for ts, buf in dpkt.pcap.Reader(f):
+                if not t0 <= ts <= t1:
+                    continue
+                ip = dpkt.ethernet.Ethernet(buf).data
+                udp = getattr(ip, "data", None)
+                if not isinstance(udp, dpkt.udp.UDP):
+                    continue
+                payload = bytes(udp.data)
+                if payload[:1] != b"\x17":  # DTLS application data (not STUN, not handshake)
+                    continue
+                packets.append((float(ts), udp.sport, udp.dport, len(payload) >= CAPTURE_MIN_BYTES))
+        first: list[float] = []
+        last: list[float] = []
+        for i, (ts, sport, dport, big) in enumerate(packets):
+            if not big or dport not in self.ports or sport in self.ports:
+                continue
+            outs: dict[int, float] = {}
+            for ts2, sport2, dport2, big2 in packets[i + 1 :]:
+                if ts2 - ts > 0.05 or (sport2 == sport and dport2 == dport and big2):
+                    break  # too late, or A's next packet
+                if big2 and sport2 in self.ports and dport2 != sport:
+                    outs.setdefault(dport2, ts2 - ts)
+            if len(outs) == PARTICIPANTS_PER_ROOM - 1:
+                first.append(min(outs.values()) * 1000)
+                last.append(max(outs.values()) * 1000)
+        return first, last
+
+
 def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None, v1: bool) -> dict[str, Any]:
     """One server, one room count: a "load" worker holds rooms 1..N-1, a "probe" worker room 0.
 
@@ -256,6 +328,7 @@ def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None,
             [server.token(f"p{r}-{'ABCD'[i]}", f"bench-{r}") for i in range(PARTICIPANTS_PER_ROOM)]
             for r in range(rooms)
         ]
+        capture = Capture(ns, server.pid)
         time.sleep(0.5)
         rss_before = rss_kib(server.pid)
         workers: list[WorkerProcess] = []
@@ -269,7 +342,10 @@ def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None,
         time.sleep(1.0)  # let PeerConnections and the server settle before reading memory
         rss_after = rss_kib(server.pid)
 
+        capture.note_server_ports()
+        t0 = time.time()
         idle = probe.ask({"cmd": "idle", "count": samples})
+        t1 = time.time()
         for w in workers:
             w.ask_async({"cmd": "burst", "rounds": max(5, samples // rooms)})
         bursts = [w.answer() for w in workers]
@@ -277,7 +353,10 @@ def run_one(server_kind: str, rooms: int, samples: int, livekit_bin: str | None,
             w.ask_async({"cmd": "quit"})
         for w in workers:
             w.proc.wait(timeout=60)
+        first, last = capture.residence_ms(t0, t1)
         return {
+            "residence_first_ms": first,
+            "residence_last_ms": last,
             "participants": rooms * PARTICIPANTS_PER_ROOM,
             "join_ms": join_ms,
             "latency_ms": idle["latency_ms"],
@@ -297,6 +376,11 @@ def summarise(raw: dict[str, Any]) -> dict[str, float]:
         "lat_p99": percentile(lat, 99),
         "burst_p50": statistics.median(raw["burst_latency_ms"]) if raw["burst_latency_ms"] else float("nan"),
         "burst_p99": percentile(raw["burst_latency_ms"], 99),
+        "res_first_p50": statistics.median(raw["residence_first_ms"]) if raw["residence_first_ms"] else float("nan"),
+        "res_first_p99": percentile(raw["residence_first_ms"], 99),
+        "res_last_p50": statistics.median(raw["residence_last_ms"]) if raw["residence_last_ms"] else float("nan"),
+        "res_last_p99": percentile(raw["residence_last_ms"], 99),
+        "res_n": len(raw["residence_first_ms"]),
         "samples": len(lat),
         "lost": raw["lost"],
         "kib_per_participant": (raw["rss_after_kib"] - raw["rss_before_kib"]) / raw["participants"],
@@ -362,6 +446,17 @@ def main() -> int:
             f"{s['burst_p50']:8.2f}ms {s['burst_p99']:8.2f}ms {s['lost']:4d} "
             f"{s['kib_per_participant']:9.0f} {s['rss_mib']:8.1f}"
         )
+    if any(s["res_n"] for s in results.values()):
+        print("\nserver residence: A's DATA in -> DATA out to the first / last of the 3 receivers (pcap on lo)")
+        print(f"{'server':15} {'rooms':>5} {'first p50':>10} {'first p99':>10} {'last p50':>10} {'last p99':>10} {'n':>5}")
+        for (kind, rooms), s in results.items():
+            name = "roomtone" if kind == "roomtone" else "livekit-server"
+            print(
+                f"{name:15} {rooms:5d} {s['res_first_p50']:8.3f}ms {s['res_first_p99']:8.3f}ms "
+                f"{s['res_last_p50']:8.3f}ms {s['res_last_p99']:8.3f}ms {s['res_n']:5d}"
+            )
+    elif not (shutil.which("tcpdump") or shutil.which("dumpcap")):
+        print("\nnote: no tcpdump/dumpcap: server residence not measured")
     if "livekit" in servers and "roomtone" in servers:
         print("\nratio roomtone / livekit-server (lower is better)")
         for rooms in sorted({r for _, r in results}):
