@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from roomtone.media.call import CallOptions, MediaCall
+from tests.waiting import wait_for
 
 from .endpoint import Pair
 
@@ -86,9 +87,7 @@ async def test_audio_flows_both_ways():
         callee.on_audio = frames.append
         t = np.arange(8000) / 8000
         caller.send_audio((5000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16))
-        await asyncio.sleep(1.3)
-        loud = sum(1 for f in frames if np.abs(f).max() > 3000)
-        assert loud >= 40
+        await wait_for(lambda: sum(1 for f in frames if np.abs(f).max() > 3000) >= 40, 10, "40 loud frames")
 
 
 async def test_bad_digits_are_refused_before_anything_is_sent():
@@ -134,9 +133,8 @@ async def test_a_digit_sent_by_info_and_rfc4733_at_once_is_reported_once():
         caller, callee = await p.call()
         await asyncio.gather(caller.send_dtmf("4", method="rfc4733"),
                              caller.sip.info(b"Signal=4\r\nDuration=160\r\n", "application/dtmf-relay"))
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: callee.stream.session.dedup.merged == 1, 5, "the second report merged")
         assert [(e.digit) for e in callee.received] == ["4"]
-        assert callee.stream.session.dedup.merged == 1
 
 
 async def test_hold_stops_the_held_side_sending_and_unhold_restores():

@@ -11,6 +11,7 @@ import pytest
 from roomtone.sip.auth import Challenger
 from roomtone.sip.message import Response, parse
 from roomtone.sip.ua import CallFailed, CallState, DigestAuthenticator, Reply, UserAgent
+from tests.waiting import wait_for
 
 OFFER = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
 ANSWER = OFFER.replace(b"40000", b"40002")
@@ -91,8 +92,7 @@ async def test_bye_from_caller_and_481_after(pair):
     dialog = call.dialog
     await call.bye()
     assert call.state is CallState.ENDED
-    await asyncio.sleep(0.1)
-    assert all(c.state is CallState.ENDED for c in b.calls) and not b.calls
+    await wait_for(lambda: not b.calls, 5, "the callee forgot the ended call")
     # an in-dialog request for the now-unknown dialog gets 481
     a.dialogs.add(dialog)
     call.state = CallState.ESTABLISHED
@@ -119,8 +119,7 @@ async def test_reject_and_cancel(pair):
         await asyncio.sleep(0.01)
     await call.cancel()
     assert call.state is CallState.ENDED and call.end_status == 487 and call.end_reason == "cancelled"
-    await asyncio.sleep(0.05)
-    assert not b.calls
+    await wait_for(lambda: not b.calls, 5, "the callee forgot the cancelled call")
 
 
 async def test_no_handler_480_and_options(pair):
@@ -244,8 +243,8 @@ async def test_ring_timeout_cancels(pair):
         await call.wait_answered()
     assert exc.value.status == 487
     assert call.end_reason == "no answer (timeout)"
-    await asyncio.sleep(0.05)
-    assert callee[0].state is CallState.ENDED and callee[0].end_reason == "cancelled"
+    await wait_for(lambda: callee[0].state is CallState.ENDED, 5, "the callee saw the CANCEL")
+    assert callee[0].end_reason == "cancelled"
 
 
 def _self_signed(tmp_path):

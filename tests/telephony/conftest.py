@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from roomtone.rooms import CallbackEndpoint, Participant, RoomManager
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
+from tests.waiting import wait_for  # noqa: F401  (re-exported for the telephony tests)
 
 
 @dataclass
@@ -33,18 +33,6 @@ class Listener:
 
         return [json.loads(p.user.payload) for p in self.packets
                 if p.WhichOneof("value") == "user" and p.user.topic == "roomtone.dtmf"]
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def listen(rooms: RoomManager, room: str, identity: str = "agent") -> Listener:
