@@ -97,3 +97,39 @@ async def test_sip_to_sip_relay_is_off_unless_enabled_and_phone_hangup_leaves() 
     assert leg_a.hung_up == []
     assert [p.identity for p in await rooms.list_participants("r")] == ["sip_b"]
     await rooms.close()
+
+
+class SlowLeg(RecordingLeg):
+    """A phone whose DTMF sends never finish until released, like a long queue on a real call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send_dtmf(self, digits: str, method: str | None = None) -> Any:
+        self.sent.append((digits, method))
+        await self.release.wait()
+
+
+async def test_room_cannot_queue_unbounded_dtmf_to_a_phone(caplog) -> None:  # type: ignore[no-untyped-def]
+    from roomtone.telephony.participant import MAX_PENDING_SENDS, MAX_STEPS_PER_PACKET
+
+    rooms = RoomManager()
+    agent = await rooms.join("r", "agent", endpoint=CallbackEndpoint())
+    leg = SlowLeg()
+    bridge = SipParticipant(leg, rooms, call_id="SCL_2")
+    await bridge.join("r", "sip_+2", name="", metadata="", attributes={})
+    agent.publish_packet(models.DataPacket(sip_dtmf=models.SipDTMF(digit="1" * (MAX_STEPS_PER_PACKET + 1))))
+    await settle()
+    assert leg.sent == [] and "digits and pauses in one packet" in caplog.text
+    for _ in range(MAX_PENDING_SENDS + 5):
+        agent.publish_dtmf(7, "7")
+    await settle()
+    assert len(leg.sent) == MAX_PENDING_SENDS and "sends already queued" in caplog.text
+    leg.release.set()  # the queue drains, and the phone takes digits again
+    await settle()
+    agent.publish_dtmf(8, "8")
+    await settle()
+    assert leg.sent[-1] == ("8", None)
+    await bridge.close("test", hangup=False)
+    await rooms.close()

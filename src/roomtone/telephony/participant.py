@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ from roomtone.telephony.relay import DTMF_TOPIC, dtmf_detail, relay_to_phone
 log = logging.getLogger(__name__)
 
 MAX_PRE_JOIN = 64
+#: Room -> phone limits: a room participant must not be able to queue unbounded work on a call.
+MAX_STEPS_PER_PACKET = 64  # digits and pauses in one SipDTMF
+MAX_PENDING_SENDS = 32  # SipDTMF packets queued to one phone and not yet played
 
 
 class PhoneLeg(Protocol):
@@ -87,7 +91,8 @@ class SipParticipant:
         self._open_presses: list[_Press] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kinds: dict[str, int] = {}
-        self.relayed_to_phone: list[str] = []
+        self.relayed_to_phone: deque[str] = deque(maxlen=256)  # recent relays, for inspection
+        self._pending_sends = 0
 
     # ---- room side
 
@@ -163,9 +168,23 @@ class SipParticipant:
                 self.call_id, dtmf.code, dtmf.digit, packet.participant_identity, exc,
             )
             return
+        if len(steps) > MAX_STEPS_PER_PACKET:
+            log.warning(
+                "call %s: dropping SipDTMF from %s: %d digits and pauses in one packet (limit %d)",
+                self.call_id, packet.participant_identity, len(steps), MAX_STEPS_PER_PACKET,
+            )
+            return
+        if self._pending_sends >= MAX_PENDING_SENDS:
+            log.warning(
+                "call %s: dropping SipDTMF %r from %s: %d sends already queued to the phone (limit %d)",
+                self.call_id, dtmf.digit or dtmf.code, packet.participant_identity, self._pending_sends,
+                MAX_PENDING_SENDS,
+            )
+            return
         digits = "".join(getattr(s, "digit", "") or _pause_char(s) for s in steps)
         log.info("call %s: DTMF %r from %s -> phone", self.call_id, digits, packet.participant_identity)
         self.relayed_to_phone.append(digits)
+        self._pending_sends += 1
         self._spawn(self._send(digits, self.options.dtmf_method))
 
     async def _send(self, digits: str, method: str | None) -> None:
@@ -173,6 +192,8 @@ class SipParticipant:
             await self.leg.send_dtmf(digits, method)
         except Exception as exc:
             log.warning("call %s: DTMF %r to the phone failed: %s", self.call_id, digits, exc)
+        finally:
+            self._pending_sends -= 1
 
     def _on_removed(self, reason: int) -> None:
         """The room removed us: hang the phone up."""
