@@ -79,6 +79,7 @@ async def test_serve_answers_livekit_api_and_keeps_trunks(tmp_path: Path) -> Non
     finally:
         first_log = stop(proc)
     assert f"SIP gateway listening on 127.0.0.1:{sip_port}" in first_log
+    assert "in-band DTMF detector: numba kernels" in first_log  # loaded before audio flows
 
     proc = start(tmp_path, port, sip_port)
     try:

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     generated = config_mod.ensure_keys(cfg)
+    _load_detector_kernels()
 
     def ready(server: RunningServer) -> None:
         print(f"roomtone {roomtone.__version__} listening on {server.url}", flush=True)
@@ -63,3 +64,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _load_detector_kernels() -> None:
+    """Compile (or load from cache) the in-band detector's numba kernels before audio flows:
+    doing it lazily inside the 20 ms media loop would stall every call for up to 3 s."""
+    import time
+
+    from roomtone.dtmf.detector import load_kernels
+
+    started = time.perf_counter()
+    accelerated = load_kernels()
+    logging.getLogger(__name__).info(
+        "in-band DTMF detector: %s (%.1f s)",
+        "numba kernels" if accelerated else "numpy path (numba unavailable or ROOMTONE_DTMF_NUMBA=0)",
+        time.perf_counter() - started,
+    )
