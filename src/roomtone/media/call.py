@@ -565,8 +565,10 @@ class _EarlyMedia:
     def provisional(self, sip_call: SipCall, resp: Response) -> None:
         """A 18x: start (or move) early media when it carries an SDP answer."""
         ctype = (resp.content_type or "").split(";")[0].strip().lower()
-        if resp.status <= 100 or not resp.body or ctype != "application/sdp" or sip_call.ended:
+        if resp.status <= 100 or not resp.body or ctype != "application/sdp":
             return
+        if sip_call.state not in (CallState.CALLING, CallState.EARLY):
+            return  # a 18x that lost the race with the 200: the 200's answer stands
         key = (resp.to.tag or "", resp.body)
         if key == self.applied:
             return
@@ -636,9 +638,11 @@ async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: Call
         early = _EarlyMedia(ua, stream, sdp_session, options, on_early_media)
 
         def provisional(call: SipCall, resp: Response) -> None:
-            if user_provisional is not None:
-                user_provisional(call, resp)
-            early.provisional(call, resp)
+            try:
+                if user_provisional is not None:
+                    user_provisional(call, resp)
+            finally:
+                early.provisional(call, resp)  # early media starts even if the callback failed
 
         offer = sdp_session.offer()
         sip_call = await ua.invite(uri, bytes(offer), on_provisional=provisional, **invite_kwargs)
