@@ -192,3 +192,102 @@ def test_loop_factory_falls_back_to_asyncio_when_asked(monkeypatch):
         assert loop_name(loop).startswith(expected)
     finally:
         loop.close()
+
+
+async def test_a_failing_session_is_closed_and_the_other_calls_carry_on(caplog):
+    """One session raising in the shared tick costs only that call: it is logged, closed and told
+    (MediaFailed); the others keep their audio and DTMF (issue: one bad call used to abort the tick)."""
+    from roomtone.media.session import MediaFailed
+
+    engine = MediaEngine("127.0.0.1", PortAllocator(22500, 22599))
+    try:
+        a = await engine.open(SessionConfig(telephone_event_pt=101, audio_during_events="keep"))
+        b = await engine.open(SessionConfig(telephone_event_pt=101, suppress_tones=False))
+        bad = await engine.open(SessionConfig(telephone_event_pt=101))
+        a.set_remote(b.local)
+        b.set_remote(a.local)
+        bad.set_remote(a.local)
+        got_b: list[DtmfEvent] = []
+        bad_events: list[object] = []
+        b.on_event = lambda e: got_b.append(e) if isinstance(e, DtmfEvent) else None
+        bad.on_event = bad_events.append
+        frames: list[np.ndarray] = []
+        b.on_audio = frames.append
+        assert await _wait_for(lambda: len(frames) >= 5)  # all three streams ticking
+
+        calls = {"n": 0}
+
+        def boom(tick_time, now):
+            calls["n"] += 1
+            raise RuntimeError("session bug")
+
+        bad.session.tick_head = boom  # type: ignore[method-assign]
+        a.send_audio(np.full(8000, 4000, dtype=np.int16))
+        a.session.queue_dtmf(parse_sequence("42#"), "rfc4733")
+        assert await _wait_for(lambda: len(got_b) >= 3)
+        assert [(e.digit, e.method) for e in got_b] == [(d, "rfc4733") for d in "42#"]
+        assert await _wait_for(lambda: sum(int(np.abs(f).max() > 3000) for f in frames) >= 10)
+        loud = sum(int(np.abs(f).max() > 3000) for f in frames)
+        assert loud >= 10, "the healthy call lost its audio"
+        assert calls["n"] == 1, "the failed stream was ticked again"
+        assert bad.closed and bad not in engine.streams
+        assert bad.failed is not None and "RuntimeError: session bug" in bad.failed
+        assert [type(e) for e in bad_events] == [MediaFailed]
+        assert "session bug" in bad_events[0].reason  # type: ignore[attr-defined]
+        assert not a.closed and not b.closed
+        records = [r for r in caplog.records if "failed; closing it" in r.getMessage()]
+        assert len(records) == 1 and records[0].exc_info is not None
+        assert not any("media tick failed" in r.getMessage() for r in caplog.records)
+    finally:
+        await engine.close()
+    assert engine.ports.in_use == 0
+
+
+def test_tick_isolates_a_failure_in_each_phase():
+    """Driven with a virtual clock: a session failing in playout or in finish_tick is closed, and
+    the healthy session's packet still goes out in the same tick."""
+    import socket
+
+    async def main(phase: str) -> None:
+        engine = MediaEngine("127.0.0.1", PortAllocator(22600, 22699))
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(2)
+        try:
+            good = await engine.open(SessionConfig(inband_detection=False))
+            bad = await engine.open(SessionConfig(inband_detection=phase != "finish_tick"))
+            good.set_remote(sink.getsockname())
+            bad.set_remote(sink.getsockname())
+            engine._task.cancel()  # type: ignore[union-attr]  # drive the clock by hand
+
+            def boom(*args, **kwargs):
+                raise ValueError(f"broken {phase}")
+
+            setattr(bad.session, phase, boom)
+            def drain() -> list[bytes]:
+                got = []
+                sink.settimeout(0.2)
+                try:
+                    while True:
+                        got.append(sink.recvfrom(2048)[0])
+                except TimeoutError:
+                    return got
+
+            def rtp_from(ssrc: int, got: list[bytes]) -> int:
+                return sum(1 for d in got if len(d) == 172 and int.from_bytes(d[8:12], "big") == ssrc)
+
+            drain()  # whatever the clock task sent before it was stopped
+            now = max(good.session._next_tick, bad.session._next_tick)
+            good.session._next_tick = bad.session._next_tick = now
+            engine.tick(now)
+            assert bad.closed and bad.failed is not None and phase in bad.failed
+            assert rtp_from(good.session.ssrc, drain()) == 1
+            engine.tick(now + 0.02)
+            got = drain()
+            assert rtp_from(good.session.ssrc, got) == 1 and rtp_from(bad.session.ssrc, got) == 0
+        finally:
+            sink.close()
+            await engine.close()
+
+    for phase in ("playout", "finish_tick", "tick_head"):
+        asyncio.run(main(phase))

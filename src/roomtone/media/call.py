@@ -65,7 +65,7 @@ from roomtone.dtmf.digits import DtmfError, Pause, Step, Tone, parse_sequence
 from roomtone.media.codecs import codec_by_name
 from roomtone.media.dtmf_mux import DtmfEvent, DtmfStart, Method
 from roomtone.media.engine import MediaEngine, MediaStream
-from roomtone.media.session import MediaTimeout, SessionConfig
+from roomtone.media.session import MediaFailed, MediaTimeout, SessionConfig
 from roomtone.sip import sdp as sdp_mod
 from roomtone.sip.message import Request, Response
 from roomtone.sip.ua import Call as SipCall
@@ -342,7 +342,21 @@ class MediaCall:
             log.warning("call %s: no media for %.1f s, hanging up", self.call_id, ev.silent_for)
             asyncio.get_running_loop().create_task(self._hangup_timeout())
             return
+        if isinstance(ev, MediaFailed):
+            log.warning("call %s: %s, hanging up", self.call_id, ev.reason)
+            asyncio.get_running_loop().create_task(self._hangup_media_failed(ev.reason))
+            return
         self._deliver(ev)
+
+    async def _hangup_media_failed(self, reason: str) -> None:
+        # a BYE (or CANCEL/reject via hangup) whose end_reason names the media failure
+        try:
+            if self.sip.state is CallState.ESTABLISHED:
+                await self.sip.bye(headers=[("Reason", 'Q.850;cause=41;text="media failure"')], reason=reason)
+            else:
+                await self.sip.hangup()
+        except CallFailed:
+            pass
 
     async def _hangup_timeout(self) -> None:
         try:

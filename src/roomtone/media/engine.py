@@ -46,7 +46,7 @@ import numpy as np
 from roomtone.media.inband import InbandBank
 from roomtone.media.jitter import JitterFrame
 from roomtone.media.ports import PortAllocator, bind_rtp_pair
-from roomtone.media.session import Address, RtpSession, SessionConfig
+from roomtone.media.session import Address, MediaFailed, RtpSession, SessionConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +112,8 @@ class MediaStream:
     closed: bool = False
     #: datagrams the kernel refused to send (full buffer, ICMP errors): counted, never raised
     send_errors: int = 0
+    #: why the engine closed this stream after its session raised (None: it did not)
+    failed: str | None = None
 
     @property
     def port(self) -> int:
@@ -158,7 +160,11 @@ class MediaStream:
         if self.closed:
             return
         session = self.session
-        session.receive_rtp(data, addr if len(addr) == 2 else addr[:2], self.engine._loop_time())
+        try:
+            session.receive_rtp(data, addr if len(addr) == 2 else addr[:2], self.engine._loop_time())
+        except Exception as exc:
+            self._fail(exc)
+            return
         if session._events or session._received_audio:
             self._dispatch()
 
@@ -171,7 +177,10 @@ class MediaStream:
             log.debug("RTCP socket error on %s: %s", self.local, exc)
             return
         if not self.closed:
-            self._on_datagram(data, addr[:2], True)
+            try:
+                self._on_datagram(data, addr[:2], True)
+            except Exception as exc:
+                self._fail(exc)
 
     def _dispatch(self) -> None:
         session = self.session
@@ -201,14 +210,41 @@ class MediaStream:
             except OSError as exc:
                 _dropped_send(self, exc)
 
+    def _fail(self, exc: BaseException) -> None:
+        """This stream's session raised: log it, tell the call (:class:`MediaFailed`), close it.
+
+        One broken session must not cost the other calls their frame, so the engine isolates the
+        failure here instead of letting it abort the shared tick.
+        """
+        log.error("media stream %s:%s failed; closing it", *self.local, exc_info=exc)
+        self.failed = reason = f"media failure: {type(exc).__name__}: {exc}"[:200]
+        if self.on_event is not None:
+            try:
+                self.on_event(MediaFailed(reason))
+            except Exception:
+                log.exception("media event handler failed")
+        try:
+            self.close()
+        except Exception:
+            log.exception("closing failed media stream %s:%s", *self.local)
+            self._release()
+
     def close(self) -> None:
         """Send RTCP BYE, release the sockets and the port."""
         if self.closed:
             return
         self.closed = True
-        self.session.close(self.engine.now())
-        self._flush()
+        try:
+            self.session.close(self.engine.now())
+            self._flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self.closed = True
         self.engine._remove(self)
+        if self._rtp is None and self._rtcp is None:
+            return  # released already
         loop = self.engine._loop
         for sock in (self._rtp, self._rtcp):
             if sock is not None:
@@ -334,62 +370,89 @@ class MediaEngine:
             due = [s for s in streams if s.session._next_tick <= now and not s.closed]
             if not due:
                 break
+            # a stream whose session raises is failed (logged, closed, its call told) and skipped
+            # in the later phases; every other stream carries on with this tick
+            failed: set[int] = set()
             decoded: list[np.ndarray] = [_NO_AUDIO] * len(due)
             # G.711 sessions' frames, decoded together: table id -> (table, payloads, members)
             groups: dict[int, tuple[np.ndarray, list[bytes], list[tuple[int, list[JitterFrame], int]]]] = {}
             for i, s in enumerate(due):
                 sess = s.session
-                sess.tick_head(sess._next_tick, now)
-                frames = sess.jitter.pop(now)
-                table = sess.decode_table
-                if table is None or not frames:
-                    decoded[i] = sess.playout(now, frames)
+                try:
+                    sess.tick_head(sess._next_tick, now)
+                    frames = sess.jitter.pop(now)
+                    table = sess.decode_table
+                    if table is None or not frames:
+                        decoded[i] = sess.playout(now, frames)
+                        continue
+                    size = sess.frame_samples  # G.711: one byte per sample
+                    if len(frames) == 1:
+                        payload = frames[0].payload
+                        if payload is None or len(payload) != size:
+                            decoded[i] = sess.playout(now, frames)
+                            continue
+                        payloads = [payload]
+                    else:
+                        payloads = [jf.payload for jf in frames if jf.payload is not None]  # type: ignore[misc]
+                        if any(len(p) != size for p in payloads):
+                            decoded[i] = sess.playout(now, frames)
+                            continue
+                except Exception as exc:
+                    failed.add(i)
+                    s._fail(exc)
                     continue
-                size = sess.frame_samples  # G.711: one byte per sample
-                if len(frames) == 1:
-                    payload = frames[0].payload
-                    if payload is None or len(payload) != size:
-                        decoded[i] = sess.playout(now, frames)
-                        continue
-                    payloads = [payload]
-                else:
-                    payloads = [jf.payload for jf in frames if jf.payload is not None]  # type: ignore[misc]
-                    if any(len(p) != size for p in payloads):
-                        decoded[i] = sess.playout(now, frames)
-                        continue
                 group = groups.get(id(table))
                 if group is None:
                     group = groups[id(table)] = (table, [], [])
                 group[1].extend(payloads)
                 group[2].append((i, frames, len(payloads)))
             for table, payloads, members in groups.values():
-                if not payloads:  # only lost frames
-                    for i, frames, _ in members:
-                        decoded[i] = due[i].session.playout(now, frames, [])
-                    continue
-                rows = list(table[np.frombuffer(b"".join(payloads), dtype=np.uint8)].reshape(len(payloads), -1))
+                rows = (list(table[np.frombuffer(b"".join(payloads), dtype=np.uint8)].reshape(len(payloads), -1))
+                        if payloads else [])
                 r = 0
                 for i, frames, count in members:
                     sess = due[i].session
-                    if count == 1 and len(frames) == 1 and sess.play_whole(frames[0], rows[r]):
-                        decoded[i] = rows[r]
-                    else:
-                        decoded[i] = sess.playout(now, frames, rows[r:r + count])
+                    try:
+                        if not payloads:  # only lost frames
+                            decoded[i] = sess.playout(now, frames, [])
+                        elif count == 1 and len(frames) == 1 and sess.play_whole(frames[0], rows[r]):
+                            decoded[i] = rows[r]
+                        else:
+                            decoded[i] = sess.playout(now, frames, rows[r:r + count])
+                    except Exception as exc:
+                        failed.add(i)
+                        due[i]._fail(exc)
                     r += count
             batched: dict[int, list[int]] = {}
             for i, s in enumerate(due):
+                if i in failed:
+                    continue
                 if s._bank_slot is not None:
                     batched.setdefault(s.session.codec.sample_rate, []).append(i)
-                else:
-                    sess = s.session
+                    continue
+                sess = s.session
+                try:
                     events = sess._detector.process(decoded[i]) if sess._detector is not None else []
                     sess.finish_tick(decoded[i], events, now)
+                except Exception as exc:
+                    failed.add(i)
+                    s._fail(exc)
             for rate, idx in batched.items():
-                results = self._banks[rate].process([due[i]._bank_slot for i in idx],  # type: ignore[misc]
-                                                    [decoded[i] for i in idx])
+                try:
+                    results = self._banks[rate].process([due[i]._bank_slot for i in idx],  # type: ignore[misc]
+                                                        [decoded[i] for i in idx])
+                except Exception:  # not one stream's fault: this tick's detection is lost for all
+                    log.exception("in-band detection pass at %d Hz failed", rate)
+                    results = [[] for _ in idx]
                 for i, events in zip(idx, results, strict=True):
-                    due[i].session.finish_tick(decoded[i], events, now)
-            for s in due:
+                    try:
+                        due[i].session.finish_tick(decoded[i], events, now)
+                    except Exception as exc:
+                        failed.add(i)
+                        due[i]._fail(exc)
+            for i, s in enumerate(due):
+                if i in failed:
+                    continue
                 sess = s.session
                 out = sess._out
                 if out:

@@ -93,6 +93,14 @@ class MediaTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaFailed:
+    """The engine closed this call's media because its session raised (``reason`` says what);
+    the call ends with that reason. Other calls are not affected."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteAddressChanged:
     old: Address | None
     new: Address
@@ -818,6 +826,7 @@ __all__ = [
     "DtmfEvent",
     "DtmfSendJob",
     "DtmfStart",
+    "MediaFailed",
     "MediaTimeout",
     "RemoteAddressChanged",
     "RtpSession",
