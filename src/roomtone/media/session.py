@@ -162,6 +162,8 @@ class SessionStats:
     foreign_source: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
+    #: RTCP datagrams dropped because they came from an address that is not the peer's
+    foreign_rtcp: int = 0
     audio_frames_dropped: int = 0
 
 
@@ -236,7 +238,10 @@ class RtpSession:
         self._seq = rng.getrandbits(16)
         self._ts = rng.getrandbits(32)
         self.remote = remote
+        self._rtcp_peers: deque[Address] = deque(maxlen=4)  # RTCP addresses we were told (newest last)
+        self._remote_rtcp: Address | None = None
         self.remote_rtcp = remote_rtcp or (None if remote is None else (remote[0], remote[1] + 1))
+        self._bye_logged = False
         self.stats = SessionStats()
         self.closed = False
         self._wall = wallclock_offset
@@ -320,6 +325,30 @@ class RtpSession:
                 delay_samples=int(cfg.suppress_delay * codec.sample_rate),
                 margin_samples=codec.sample_rate // 100,
             )
+
+    @property
+    def remote_rtcp(self) -> Address | None:
+        """Where our RTCP goes: the SDP's a=rtcp port, else RTP port + 1 (the call sets it)."""
+        return self._remote_rtcp
+
+    @remote_rtcp.setter
+    def remote_rtcp(self, addr: Address | None) -> None:
+        self._remote_rtcp = addr
+        if addr is not None and addr not in self._rtcp_peers:
+            # remembered so symmetric RTP re-pointing our RTCP at the latched source (port + 1)
+            # does not make us refuse RTCP from the a=rtcp port the peer's SDP announced
+            self._rtcp_peers.append(addr)
+
+    def _rtcp_from_peer(self, addr: Address) -> bool:
+        """RTCP is accepted from the peer's RTCP addresses (SDP a=rtcp or RTP port + 1), from its
+        RTP address (rtcp-mux), and with symmetric RTP from the latched source's address or its
+        port + 1; anything else could keep a dead call alive past the media timeout."""
+        if addr in self._rtcp_peers:
+            return True
+        for rtp_addr in (self.remote, self._source if self.config.symmetric_rtp else None):
+            if rtp_addr is not None and addr[0] == rtp_addr[0] and addr[1] in (rtp_addr[1], rtp_addr[1] + 1):
+                return True
+        return False
 
     @property
     def wallclock_offset(self) -> float:
@@ -494,6 +523,13 @@ class RtpSession:
             self._on_rfc4733(self._rx4733.receive_rtp(now, pkt))
 
     def receive_rtcp(self, data: bytes, addr: Address, now: float) -> None:
+        if not self._rtcp_from_peer(addr):
+            # a stray or spoofed sender must not refresh the media timeout (nor fill the log)
+            self.stats.foreign_rtcp += 1
+            if self.stats.foreign_rtcp in (1, 10, 100, 1000, 10000):
+                log.warning("dropping RTCP from %s:%s: not the peer's RTCP address (%s; %d so far)",
+                            *addr, self.remote_rtcp, self.stats.foreign_rtcp)
+            return
         parsed = rtp.parse_rtcp(data)
         if isinstance(parsed, rtp.RtpError):
             self.stats.malformed += 1
@@ -506,7 +542,10 @@ class RtpSession:
                 self._reception.last_sr = (p.ntp_timestamp >> 16) & 0xFFFFFFFF
                 self._reception.last_sr_at = now
             elif isinstance(p, rtp.Bye):
-                log.info("peer sent RTCP BYE (%s)", p.reason or "no reason")
+                # once per session at info: a peer repeating BYEs must not flood the log
+                level = logging.DEBUG if self._bye_logged else logging.INFO
+                self._bye_logged = True
+                log.log(level, "peer sent RTCP BYE (%s)", p.reason or "no reason")
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
