@@ -59,3 +59,27 @@ def test_hostile_peer_never_raises(codec: codecs.AudioCodec, caplog: pytest.LogC
             session.read_audio()
         stats = session.stats
         assert stats.rtp_received + stats.malformed + stats.unknown_payload_type + stats.foreign_source > 0
+
+
+def test_malformed_telephone_events_are_logged_at_warning_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="roomtone.media.session")
+    session = RtpSession(SessionConfig(telephone_event_pt=101), PEER, now=0.0, rng=random.Random(5))
+    bad_payloads = [b"", b"\x01", b"\x01\x0a\x00", b"\x01\x4a\x00\xa0\x00"]  # short/long: not 4 bytes
+    for i in range(12):
+        pkt = RtpPacket(payload_type=101, sequence=i, timestamp=1000 + 160 * i, ssrc=0xABCD,
+                        marker=i == 0, payload=bad_payloads[i % len(bad_payloads)])
+        session.receive_rtp(pkt.serialize(), PEER, 0.02 * i)
+    # a well-formed but out-of-order update (loss/reordering) stays at debug
+    session.receive_rtp(RtpPacket(payload_type=101, sequence=40, timestamp=50000, ssrc=0xABCD, marker=False,
+                                  payload=b"\x05\x0a\x00\xa0").serialize(), PEER, 0.5)
+    session.receive_rtp(RtpPacket(payload_type=101, sequence=39, timestamp=40000, ssrc=0xABCD, marker=True,
+                                  payload=b"\x05\x0a\x00\xa0").serialize(), PEER, 0.52)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        m for m in (r.getMessage() for r in warnings) if "malformed telephone-event from 127.0.0.1:4000" in m]
+    assert len(warnings) == 2  # the 1st and the 10th of 12
+    assert "0000abcd" in warnings[0].getMessage() and "1 so far" in warnings[0].getMessage()
+    assert "10 so far" in warnings[1].getMessage()
+    assert session.rfc4733_malformed == 12
+    assert session.rfc4733_anomalies > 12  # the routine anomalies were counted too, at debug
+    assert any(r.levelno == logging.DEBUG and "RFC 4733 anomaly" in r.getMessage() for r in caplog.records)

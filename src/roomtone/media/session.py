@@ -253,6 +253,8 @@ class RtpSession:
         self._out: list[tuple[bytes, Address, bool]] = []
         self.dedup = DtmfDeduplicator()
         self.rfc4733_anomalies = 0
+        #: telephone-event packets whose payload could not be parsed (a subset of the anomalies)
+        self.rfc4733_malformed = 0
         self._jobs: deque[DtmfSendJob] = deque()
         self._active_job: DtmfSendJob | None = None
         self._inband_tx: InbandDtmfSender | None = None
@@ -520,7 +522,7 @@ class RtpSession:
         else:
             self.stats.events_received += 1
             self._rx4733_busy = True
-            self._on_rfc4733(self._rx4733.receive_rtp(now, pkt))
+            self._on_rfc4733(self._rx4733.receive_rtp(now, pkt), addr)
 
     def receive_rtcp(self, data: bytes, addr: Address, now: float) -> None:
         if not self._rtcp_from_peer(addr):
@@ -830,7 +832,7 @@ class RtpSession:
         anchor_ts, anchor_pos = self._ts_anchor
         return anchor_pos + self._pad + rtp.ts_diff(ts, anchor_ts) * self.codec.samples_per_tick
 
-    def _on_rfc4733(self, events: list[rfc4733.ReceiverEvent]) -> None:
+    def _on_rfc4733(self, events: list[rfc4733.ReceiverEvent], addr: Address | None = None) -> None:
         for ev in events:
             if isinstance(ev, rfc4733.DigitStarted):
                 self._rx_starts[(ev.ssrc, ev.timestamp, ev.code)] = ev.at
@@ -847,7 +849,16 @@ class RtpSession:
                 self._emit_end(ev.code, "rfc4733", start, ev.seconds, ev.volume)
             else:
                 self.rfc4733_anomalies += 1
-                log.debug("RFC 4733 anomaly: %s (%s)", ev.kind, ev.detail)
+                if ev.kind == "bad_payload":
+                    # bad input from the peer, not a network artefact: worth a (rate-limited) warning
+                    self.rfc4733_malformed += 1
+                    if self.rfc4733_malformed in (1, 10, 100, 1000, 10000):
+                        src = f"{addr[0]}:{addr[1]}" if addr is not None else "the peer"
+                        log.warning("dropping malformed telephone-event from %s, SSRC %08x (%s; %d so far)",
+                                    src, ev.ssrc, ev.detail, self.rfc4733_malformed)
+                else:
+                    # loss, reordering and sender quirks (late, duplicate, missing end): routine
+                    log.debug("RFC 4733 anomaly: %s (%s)", ev.kind, ev.detail)
 
     def _emit_end(self, code: int, method: Method, start: float, duration: float, volume: int | None) -> None:
         event = self.dedup.ended(code, method, start, duration, volume)
