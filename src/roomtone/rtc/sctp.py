@@ -78,7 +78,12 @@ def run_eagerly(coro: Coroutine[Any, Any, Any], what: str) -> None:
     except Exception:
         log.exception("%s failed", what)
         return
-    asyncio.ensure_future(_resume(coro, yielded))
+    task = asyncio.ensure_future(_resume(coro, yielded))
+    _resumed.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_resumed.discard)
+
+
+_resumed: set[asyncio.Future[None]] = set()
 
 
 class PromptSctpTransport(RTCSctpTransport):
