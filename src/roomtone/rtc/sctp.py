@@ -49,8 +49,18 @@ class _Reyield:
         return (yield self.obj)
 
 
-async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-    """Continue ``coro`` (suspended on ``yielded``) under a task, forwarding values and exceptions."""
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any, what: str) -> None:
+    """Continue ``coro`` (suspended on ``yielded``) under a task, forwarding values and exceptions;
+    its own failure is logged here rather than left to "Task exception was never retrieved"."""
+    try:
+        await _drive(coro, yielded)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s failed", what)
+
+
+async def _drive(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
     while True:
         try:
             value = await _Reyield(yielded)
@@ -78,7 +88,7 @@ def run_eagerly(coro: Coroutine[Any, Any, Any], what: str) -> None:
     except Exception:
         log.exception("%s failed", what)
         return
-    task = asyncio.ensure_future(_resume(coro, yielded))
+    task = asyncio.ensure_future(_resume(coro, yielded, what))
     _resumed.add(task)  # the loop keeps only weak references to tasks
     task.add_done_callback(_resumed.discard)
 
