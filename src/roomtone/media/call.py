@@ -274,6 +274,7 @@ class MediaCall:
                     await self._send_info(steps, tone, gap)
                 else:
                     job = self.stream.session.queue_dtmf(steps, method, tone, gap, vol)
+                    self.stream.start_dtmf()  # first event packet now, not on the next tick
                     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
                     def finished(j: object, done: asyncio.Future[None] = done) -> None:

@@ -138,6 +138,19 @@ class MediaStream:
     def send_audio(self, pcm: np.ndarray) -> None:
         self.session.send_audio(pcm)
 
+    def start_dtmf(self) -> None:
+        """After :meth:`RtpSession.queue_dtmf`: put the job's first RFC 4733 packet on the wire
+        now when the sender is idle (:meth:`RtpSession.start_dtmf_now`), not on the next tick."""
+        if self.closed:
+            return
+        try:
+            sent = self.session.start_dtmf_now(self.engine.now())
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if sent:
+            self._flush()
+
     def _on_datagram(self, data: bytes, addr: Address, rtcp: bool) -> None:
         now = self.engine.now()
         if rtcp:

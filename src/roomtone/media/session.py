@@ -405,6 +405,36 @@ class RtpSession:
         self._jobs.append(job)
         return job
 
+    def start_dtmf_now(self, now: float) -> bool:
+        """Send the first RFC 4733 packet of a just-queued job now instead of on the next tick.
+
+        Without this a digit waits up to one ``ptime`` for the clock (p99 ~20 ms and worse under
+        load). Only when the sender is idle and this job is the only one queued. RFC 4733 stays
+        intact: the event starts at the RTP timestamp the next audio packet would have had (the
+        next tick's), same SSRC, the next sequence number; the packet carries the marker and one
+        packet interval of duration, as the tick would have sent it; the following packets go
+        out on the tick schedule as before. True when a packet was queued (flush the datagrams).
+        """
+        tx = self._tx4733
+        cfg = self.config
+        tick_time = self._next_tick
+        if (tx is None or cfg.telephone_event_pt is None or self.closed or self.remote is None
+                or not self.send_enabled or self._active_job is not None or len(self._jobs) != 1
+                or self._jobs[0].method != "rfc4733" or tx.active or tx.pending or tick_time <= now):
+            return False
+        job = self._jobs.popleft()
+        self._start_job(job, tick_time)
+        tx = self._tx4733
+        assert tx is not None
+        tx.sync(tick_time, self._ts)  # as the tick will: the next audio timestamp at tick_time
+        packets = tx.poll(tick_time)  # the first packet only: the second is due a ptime later
+        for p in packets:
+            self._send_packet(cfg.telephone_event_pt, p.payload, p.marker, p.timestamp)
+            self.stats.events_sent += 1
+        if job.handle is not None:
+            job.tones_sent = job.handle.tones_sent
+        return bool(packets)
+
     def cancel_dtmf(self) -> None:
         """Cancel queued and active jobs; a tone on the wire still gets its end packets."""
         for job in self._jobs:
