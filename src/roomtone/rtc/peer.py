@@ -87,7 +87,12 @@ class Peer:
                 return  # data tracks are not supported; the client copes without them
             if isinstance(message, str):
                 message = message.encode()
-            self._on_message(label, message)
+            try:
+                self._on_message(label, message)
+            except Exception:
+                # pyee re-raises handler errors into aiortc's SCTP receive path, which would
+                # take the whole connection down for one bad packet.
+                log.exception("%s: failed to handle a %d-byte message on %s", self.who, len(message), label)
 
         @channel.on("open")
         def on_open() -> None:
