@@ -27,8 +27,8 @@ import roomtone
 from roomtone.config import Config
 from roomtone.rooms import RoomManager
 from roomtone.rtc import ice
-from roomtone.rtc.signal import RtcService
 from roomtone.rtc.tokens import TokenVerifier
+from roomtone.signalling import RtcService
 
 log = logging.getLogger(__name__)
 
