@@ -45,7 +45,7 @@ def gateway_config(section: dict[str, Any], bind: str) -> Any:
     """``GatewayConfig`` from the YAML ``sip`` section::
 
         sip:
-          db: /var/lib/roomtone/telephony.sqlite
+          db: /var/lib/roomtone/telephony.sqlite   # or redis://host:6379/0 (rediss:// for TLS; ?key_prefix=roomtone:)
           enabled: true
           host: 127.0.0.1            # default: the server's bind address
           port: 5060
@@ -110,8 +110,10 @@ def server_installer(app: web.Application) -> None:
     if not isinstance(sip_section, dict):
         raise ValueError("config: the sip section must be a mapping")
     db = str(sip_section.get("db") or os.environ.get("ROOMTONE_SIP_DB") or default_db_path())
-    telephony = Telephony.open(db)
-    log.info("SIP trunks and dispatch rules stored in %s", db)
+    from roomtone.telephony.store import describe, open_store
+
+    telephony = Telephony(open_store(db))  # redis:// or rediss:// selects Redis, else a SQLite path
+    log.info("SIP trunks and dispatch rules stored in %s", describe(db))
     app[TELEPHONY] = telephony
 
     async def _close(_app: web.Application) -> None:

@@ -32,6 +32,10 @@ class StoreError(Exception):
     """The store could not read or write (corrupt file, disk full ...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached (Redis down or unreachable); retrying later may work."""
+
+
 class TrunkStore(Protocol):
     async def get_inbound_trunk(self, trunk_id: str) -> SIPInboundTrunkInfo | None: ...
     async def get_outbound_trunk(self, trunk_id: str) -> SIPOutboundTrunkInfo | None: ...
@@ -53,6 +57,25 @@ class RuleStore(Protocol):
 
 class TelephonyStore(TrunkStore, RuleStore, Protocol):
     def close(self) -> None: ...
+
+
+def open_store(db: str) -> TelephonyStore:
+    """The store named by the ``sip.db`` setting: ``redis://`` or ``rediss://`` URLs select the
+    Redis backend (:mod:`roomtone.telephony.store_redis`), anything else is a SQLite path."""
+    if db.startswith(("redis://", "rediss://")):
+        from roomtone.telephony.store_redis import RedisTelephonyStore  # redis-py only when used
+
+        return RedisTelephonyStore(db)
+    return SQLiteTelephonyStore(db)
+
+
+def describe(db: str) -> str:
+    """``db`` for a log line: a Redis URL loses its password."""
+    if db.startswith(("redis://", "rediss://")):
+        from roomtone.telephony.store_redis import redact
+
+        return redact(db)
+    return db
 
 
 _SCHEMA = """
