@@ -115,9 +115,25 @@ def server_installer(app: web.Application) -> None:
     telephony = Telephony(open_store(db))  # redis:// or rediss:// selects Redis, else a SQLite path
     log.info("SIP trunks and dispatch rules stored in %s", describe(db))
     app[TELEPHONY] = telephony
+    store: Any = telephony.store
+
+    async def _check_store(_app: web.Application) -> None:
+        """A networked store (Redis) that is down is logged at startup; the server still runs."""
+        from roomtone.telephony.store import StoreError
+
+        try:
+            await store.ping()
+        except StoreError as exc:
+            log.error("telephony store not reachable at startup (%s); SIP trunk/rule calls fail until it is", exc)
 
     async def _close(_app: web.Application) -> None:
-        telephony.close()
+        if hasattr(store, "aclose"):
+            await store.aclose()  # the Redis client's sockets belong to this loop
+        else:
+            telephony.close()
+
+    if hasattr(store, "ping"):
+        app.on_startup.append(_check_store)
 
     install(app, verifier=app[server.VERIFIER], rooms=app[server.ROOMS], telephony=telephony)
     if sip_section.get("enabled", True):

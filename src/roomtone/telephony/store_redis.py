@@ -70,6 +70,9 @@ class RedisTelephonyStore:
         self.key_prefix = key_prefix if key_prefix is not None else (prefix_in_url[-1] if prefix_in_url else DEFAULT_PREFIX)
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
         self.location = redact(self.url)
+        db = parts.path.strip("/")
+        if db and not db.isdigit():  # redis-py would silently fall back to database 0
+            raise StoreError(f"invalid Redis URL {self.location}: the path must be a database number, like /0")
         try:
             # Short timeouts and a single retry: an unreachable Redis should answer the API
             # client within seconds, not hang it. URL query options (socket_timeout=...) win.
