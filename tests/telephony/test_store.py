@@ -38,7 +38,7 @@ def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -59,6 +59,17 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.kill()  # by PID: only the server this fixture started
         proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+async def close(store: TelephonyStore) -> None:
+    """Close and wait for it: the Redis client's sockets must be shut before the test's loop ends."""
+    aclose = getattr(store, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    else:
+        store.close()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -85,7 +96,7 @@ async def test_round_trip_and_reopen(opener: Opener) -> None:
     assert await store.get_outbound_trunk("ST_b") is None  # directions are separate
     inbound.name = "renamed"
     await store.put_inbound_trunk(inbound)  # upsert
-    store.close()
+    await close(store)
 
     store = opener()
     assert await store.list_inbound_trunks() == [inbound]
@@ -96,7 +107,7 @@ async def test_round_trip_and_reopen(opener: Opener) -> None:
     assert await store.delete_dispatch_rule("SDR_1") is True
     assert await store.delete_dispatch_rule("SDR_1") is False
     assert await store.list_outbound_trunks() == []
-    store.close()
+    await close(store)
 
 
 async def test_listing_order_upserts_and_direction_moves(opener: Opener) -> None:
@@ -125,7 +136,7 @@ async def test_listing_order_upserts_and_direction_moves(opener: Opener) -> None
     assert await store.get_dispatch_rule("SDR_a") == rule
     assert await store.get_dispatch_rule("SDR_nope") is None
     assert await store.get_inbound_trunk("ST_nope") is None
-    store.close()
+    await close(store)
 
 
 async def test_refuses_records_without_ids(opener: Opener) -> None:
@@ -137,7 +148,7 @@ async def test_refuses_records_without_ids(opener: Opener) -> None:
     with pytest.raises(StoreError):
         await store.put_dispatch_rule(SIPDispatchRuleInfo(name="no id"))
     assert await store.list_inbound_trunks() == []
-    store.close()
+    await close(store)
 
 
 def test_sqlite_refuses_bad_files(tmp_path: Path) -> None:

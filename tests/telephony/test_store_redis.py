@@ -62,10 +62,10 @@ def own_redis() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
 
 
 async def test_two_instances_share_one_redis_and_prefixes_isolate(redis_server: str) -> None:  # noqa: F811
-    a = open_store(f"{redis_server}/0")
-    b = open_store(f"{redis_server}/0")
-    other = open_store(f"{redis_server}/0?key_prefix=elsewhere:")
-    assert isinstance(a, RedisTelephonyStore) and a.key_prefix == "roomtone:"
+    a = RedisTelephonyStore(f"{redis_server}/0")
+    b = RedisTelephonyStore(f"{redis_server}/0")
+    other = RedisTelephonyStore(f"{redis_server}/0?key_prefix=elsewhere:")
+    assert isinstance(open_store(f"{redis_server}/0"), RedisTelephonyStore) and a.key_prefix == "roomtone:"
     trunk = SIPInboundTrunkInfo(sip_trunk_id=f"ST_{uuid.uuid4().hex}", name="shared", numbers=["+1"])
     await a.put_inbound_trunk(trunk)
     assert await b.get_inbound_trunk(trunk.sip_trunk_id) == trunk  # written by a, read by b, both open
@@ -115,7 +115,7 @@ async def test_nothing_listening_and_bad_urls() -> None:
     store = open_store(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(StoreUnavailable, match="unreachable"):
         await store.get_inbound_trunk("ST_1")
-    store.close()
+    await store.aclose()  # type: ignore[attr-defined]
     with pytest.raises(StoreError):
         open_store("redis://127.0.0.1:6379/not-a-db-number")
 
