@@ -81,6 +81,7 @@ class RedisTelephonyStore:
             )
         except (ValueError, RedisError) as exc:
             raise StoreError(f"invalid Redis URL {self.location}: {exc}") from exc
+        self._closing: set[asyncio.Task[None]] = set()
         p = self.key_prefix
         self._keys: dict[str, str] = {
             "inbound": f"{p}sip:trunks:inbound",
@@ -103,14 +104,16 @@ class RedisTelephonyStore:
         await self._call(self._redis.ping)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Drop the connections; async under the hood, so scheduled on the running loop."""
+        """Drop the connections; async under the hood, so scheduled on the running loop.
+        Code running on a loop should prefer ``await aclose()``, which waits for it."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         if loop is not None:
             task = loop.create_task(self.aclose())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._closing.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._closing.discard)
         else:
             asyncio.run(self.aclose())
 
