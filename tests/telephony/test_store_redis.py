@@ -167,8 +167,8 @@ async def test_serve_with_redis_store(tmp_path: Path) -> None:
         )
         with pytest.raises(api.TwirpError) as info:
             await lk.sip.create_inbound_trunk(request)
-        # a clear 5xx naming the store; sip_service maps every StoreError to "internal" today
-        assert info.value.code in ("unavailable", "internal")
+        # a clear 503 naming the store
+        assert info.value.code == "unavailable" and info.value.status == 503
         assert "unreachable" in info.value.message and f"127.0.0.1:{redis_port}" in info.value.message
 
         redis_proc = start_redis(redis_port)  # the same server, without a restart, now works

@@ -27,7 +27,7 @@ from roomtone.rtc.tokens import Claims
 from roomtone.telephony import matching
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.ids import RULE_PREFIX, TRUNK_PREFIX, new_id
-from roomtone.telephony.store import StoreError, TelephonyStore
+from roomtone.telephony.store import StoreError, StoreUnavailable, TelephonyStore
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ def build_service(telephony: Any) -> Service:
     async def guarded(coro: Any) -> Any:
         try:
             return await coro
+        except StoreUnavailable as exc:
+            log.error("telephony store unavailable: %s", exc)
+            raise TwirpError("unavailable", f"storage unavailable: {exc}") from None
         except StoreError as exc:
             log.error("telephony store failure: %s", exc)
             raise TwirpError("internal", f"storage error: {exc}") from None
