@@ -200,3 +200,30 @@ async def test_serve_with_redis_store(tmp_path: Path) -> None:
     finally:
         if redis_proc is not None:
             stop_redis(redis_proc)
+
+
+async def test_gateway_refuses_calls_with_503_while_the_store_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    from roomtone.rooms import RoomManager
+    from roomtone.sip.ua import CallFailed, UserAgent
+    from roomtone.telephony.gateway import GatewayConfig, SipGateway
+    from roomtone.telephony.service import Telephony
+    from tests.phones.common import free_port
+
+    store = RedisTelephonyStore(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    rooms = RoomManager()
+    gateway = SipGateway(Telephony(store), rooms, GatewayConfig(sip_port=0, transports=("UDP",)))
+    await gateway.start()
+    phone = UserAgent("127.0.0.1", 0, user="caller")
+    await phone.start()
+    offer = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+    try:
+        with pytest.raises(CallFailed) as info:
+            await phone.call(f"sip:+15550100@127.0.0.1:{gateway.port}", offer)
+        assert info.value.status == 503
+        assert "SIP trunk store" in caplog.text and "unreachable" in caplog.text
+        assert "Traceback" not in caplog.text  # an operational state, told in one line
+    finally:
+        await phone.close()
+        await gateway.close()
+        await rooms.close()
+        await store.aclose()

@@ -67,6 +67,7 @@ from roomtone.telephony.outbound import OutboundPlan, plan_outbound_call
 from roomtone.telephony.participant import BridgeOptions, SipParticipant
 from roomtone.telephony.prompts import PromptError, load_prompt
 from roomtone.telephony.service import Telephony
+from roomtone.telephony.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,11 @@ class SipGateway:
         except matching.MatchConflict as exc:
             log.error("inbound call %s -> %s from %s: %s", calling, called, source.host, exc)
             return Response.for_request(request, 500, "Conflicting SIP trunk configuration", to_tag=new_tag())
+        except StoreError as exc:
+            # The store being down is an operational state, not a bug: one line, and a 503 so the
+            # carrier retries elsewhere (RFC 3261 §21.5.4).
+            log.error("inbound call %s -> %s refused: SIP trunk store: %s", calling, called, exc)
+            return Response.for_request(request, 503, "Trunk configuration unavailable", to_tag=new_tag())
         except Exception:
             log.exception("inbound call %s -> %s: trunk lookup failed", calling, called)
             return Response.for_request(request, 500, "Server error", to_tag=new_tag())
