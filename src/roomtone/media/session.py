@@ -413,15 +413,18 @@ class RtpSession:
         intact: the event starts at the RTP timestamp the next audio packet would have had (the
         next tick's), same SSRC, the next sequence number; the packet carries the marker and one
         packet interval of duration, as the tick would have sent it; the following packets go
-        out on the tick schedule as before. True when a packet was queued (flush the datagrams).
+        out on the tick schedule as before. ``now`` only says when this runs: the packet is the
+        next tick's either way. True when a packet was queued (flush the datagrams).
         """
         tx = self._tx4733
         cfg = self.config
         tick_time = self._next_tick
         if (tx is None or cfg.telephone_event_pt is None or self.closed or self.remote is None
                 or not self.send_enabled or self._active_job is not None or len(self._jobs) != 1
-                or self._jobs[0].method != "rfc4733" or tx.active or tx.pending or tick_time <= now):
+                or self._jobs[0].method != "rfc4733" or tx.active or tx.pending):
             return False
+        # tick_time <= now (the clock is late, e.g. a burst of work holds the loop): the packet is
+        # the one that overdue tick would send, so send it now all the same
         job = self._jobs.popleft()
         self._start_job(job, tick_time)
         tx = self._tx4733
