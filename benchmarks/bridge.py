@@ -14,8 +14,10 @@ roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured
 **phone -> room**: each phone's RTP socket sends an RFC 4733 *start* packet (marker set) to the
 call's RTP port; latency = until ``agent`` receives the ``sip_dtmf`` packet for that call.
 **room -> phone**: ``agent`` publishes ``sip_dtmf`` to one SIP participant; latency = until the
-first telephone-event packet for it reaches that phone's socket. The gateway sends events on its 20 ms media clock, so up to one tick of wait is part of
-this figure by design.
+first telephone-event packet for it reaches that phone's socket. The media session sends a digit's
+first event packet as soon as it is queued (``RtpSession.start_dtmf_now``; the rest of the event
+follows on the 20 ms media clock), so no tick wait is part of this figure any more; with N calls
+what remains is the burst of N digits handled one after another on one event loop.
 
 With N calls every round fires all N at once (a burst), rounds 300 ms apart.
 
