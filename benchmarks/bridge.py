@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import logging
 import random
 import re
@@ -108,7 +109,7 @@ async def anchor(burst: int, rounds: int) -> list[float]:
     return lat
 
 
-async def run(n_calls: int, rounds: int, shared: bool) -> dict[str, Any]:
+async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True) -> dict[str, Any]:
     base = random.randrange(40000, 50000, 1000)
     telephony = Telephony(SQLiteTelephonyStore(":memory:"))
     rooms = RoomManager()
@@ -163,6 +164,9 @@ async def run(n_calls: int, rounds: int, shared: bool) -> dict[str, Any]:
     while time.monotonic() < deadline and any(
             rooms.participant(room_of(i), f"sip_p{i}") is None for i in range(n_calls)):
         await asyncio.sleep(0.05)
+    if freeze:  # as `roomtone serve` does after start-up: full collections skip the set-up objects
+        gc.collect()
+        gc.freeze()
     ssrc = [random.getrandbits(32) for _ in range(n_calls)]
     up: list[float] = []
     down: list[float] = []
@@ -197,6 +201,8 @@ async def run(n_calls: int, rounds: int, shared: bool) -> dict[str, Any]:
     await gw.close()
     await rooms.close()
     telephony.close()
+    if freeze:
+        gc.unfreeze()
     return {"up": up, "down": down, "expected": rounds * n_calls}
 
 
@@ -206,14 +212,17 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("-v", action="store_true", help="log at INFO")
     ap.add_argument("--shared-room", action="store_true", help="all calls in one room")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="leave set-up objects in the GC (roomtone serve freezes them after start-up)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if "-v" in sys.argv else logging.ERROR)
     rows = []
     for n in [int(x) for x in args.calls.split(",")]:
-        res = await run(n, args.rounds, args.shared_room)
+        res = await run(n, args.rounds, args.shared_room, freeze=not args.no_gc_freeze)
         anc = await anchor(n, args.rounds)
         rows.append((n, res, anc))
-    print(f"rooms: {'one shared room' if args.shared_room else 'one room per call'}; {args.rounds} rounds")
+    print(f"rooms: {'one shared room' if args.shared_room else 'one room per call'}; {args.rounds} rounds; "
+          f"gc {'not frozen' if args.no_gc_freeze else 'frozen after set-up'}")
     print(f"{'direction':<14}{'calls':>6}{'p50':>9}{'p99':>9}{'anchor p50':>12}{'anchor p99':>12}"
           f"{'ratio p99':>11}{'samples':>9}{'lost':>6}")
     print("-" * 88)
