@@ -20,6 +20,7 @@ import roomtone
 SRC = Path(roomtone.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
+    "aio": 0,  # asyncio helpers with no roomtone imports, usable by every layer
     "dtmf": 1,
     "sip": 2,
     "media": 3,

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from roomtone.rtc.sctp import run_eagerly
+from roomtone.aio import run_eagerly
 
 
 async def test_synchronous_coroutine_runs_before_the_call_returns() -> None:
@@ -49,7 +49,7 @@ async def test_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixture) ->
         await gate
         raise RuntimeError("boom later")
 
-    with caplog.at_level(logging.ERROR, logger="roomtone.rtc.sctp"):
+    with caplog.at_level(logging.ERROR, logger="roomtone.aio"):
         run_eagerly(fails_at_once(), "first flush")
         run_eagerly(fails_later(), "second flush")
         gate.set_result(None)

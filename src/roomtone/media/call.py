@@ -60,6 +60,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from roomtone.aio import start_eagerly
 from roomtone.dtmf import info as dtmf_info
 from roomtone.dtmf.digits import DtmfError, Pause, Step, Tone, parse_sequence
 from roomtone.media.codecs import codec_by_name
@@ -144,7 +145,7 @@ class MediaCall:
         self._dtmf_queue: asyncio.Queue[DtmfEvent | None] = asyncio.Queue()
         self._send_queue: asyncio.Queue[tuple[list[Step], Method, int, int, int, asyncio.Future[None]]] = (
             asyncio.Queue())
-        self._sender: asyncio.Task[None] | None = None
+        self._sender: asyncio.Future[None] | None = None
         self._listeners: list[Callable[[MediaCall], Any]] = []
         self.received: list[DtmfEvent] = []
         self._held = False  # we put the peer on hold (our offers say sendonly)
@@ -259,7 +260,8 @@ class MediaCall:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._send_queue.put_nowait((steps, chosen, tone, gap, vol, fut))
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_worker())
+            # eagerly: an idle call puts the first RFC 4733 packet on the wire before we return
+            self._sender = start_eagerly(self._send_worker())
         await fut
         text = "".join(s.digit if isinstance(s, Tone) else "" for s in steps)
         return DtmfSent(text, chosen)

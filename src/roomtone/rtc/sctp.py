@@ -20,10 +20,7 @@ transport), by switching the instance's class: aiortc constructs the transport i
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Generator
-from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.rtcsctptransport import (
@@ -34,66 +31,11 @@ from aiortc.rtcsctptransport import (
     RTCSctpTransport,
 )
 
+from roomtone.aio import run_eagerly
+
 log = logging.getLogger(__name__)
 
 
-class _Reyield:
-    """Hands an already-yielded awaitable back to the running task (the resumption of an eager start)."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self.obj)
-
-
-async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any, what: str) -> None:
-    """Continue ``coro`` (suspended on ``yielded``) under a task, forwarding values and exceptions;
-    its own failure is logged here rather than left to "Task exception was never retrieved"."""
-    try:
-        await _drive(coro, yielded)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s failed", what)
-
-
-async def _drive(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-    while True:
-        try:
-            value = await _Reyield(yielded)
-        except BaseException as exc:  # cancellation too: the inner coroutine decides
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            yielded = coro.send(value)
-        except StopIteration:
-            return
-
-
-def run_eagerly(coro: Coroutine[Any, Any, Any], what: str) -> None:
-    """Run ``coro`` now up to its first real suspension; the remainder (if any) becomes a task.
-
-    Errors are logged, never raised into the caller (as with a stock fire-and-forget task).
-    """
-    try:
-        yielded = coro.send(None)
-    except StopIteration:
-        return
-    except Exception:
-        log.exception("%s failed", what)
-        return
-    task = asyncio.ensure_future(_resume(coro, yielded, what))
-    _resumed.add(task)  # the loop keeps only weak references to tasks
-    task.add_done_callback(_resumed.discard)
-
-
-_resumed: set[asyncio.Future[None]] = set()
 
 
 class PromptSctpTransport(RTCSctpTransport):

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from livekit.protocol import models
 
+from roomtone.aio import start_eagerly
 from roomtone.dtmf.digits import DtmfError, interpret_sip_dtmf
 from roomtone.rooms import Participant, ParticipantKind, RoomManager
 from roomtone.telephony.matching import ATTR_CALL_STATUS
@@ -89,7 +90,7 @@ class SipParticipant:
         self._on_closed = on_closed
         self._pre_join: list[tuple[_Press, int | None]] = []  # (press, duration_ms once known)
         self._open_presses: list[_Press] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._kinds: dict[str, int] = {}
         self.relayed_to_phone: deque[str] = deque(maxlen=256)  # recent relays, for inspection
         self._pending_sends = 0
@@ -185,7 +186,8 @@ class SipParticipant:
         log.info("call %s: DTMF %r from %s -> phone", self.call_id, digits, packet.participant_identity)
         self.relayed_to_phone.append(digits)
         self._pending_sends += 1
-        self._spawn(self._send(digits, self.options.dtmf_method))
+        # eagerly, not as a task: with many calls a task per digit waits behind all the others
+        self._track(start_eagerly(self._send(digits, self.options.dtmf_method)))
 
     async def _send(self, digits: str, method: str | None) -> None:
         try:
@@ -308,7 +310,11 @@ class SipParticipant:
             self._on_closed(self)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+        self._track(asyncio.ensure_future(coro))
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        if task.done():
+            return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
