@@ -1,4 +1,4 @@
-"""``rtc.sctp.run_eagerly``: a data channel flush runs inside ``send``; if it ever suspends, the rest
+"""``roomtone.aio``: coroutines run eagerly (the SCTP flush, the DTMF relay hops); if one suspends, the rest
 continues as a task with values and exceptions forwarded; errors are logged, never raised."""
 
 from __future__ import annotations
@@ -74,3 +74,34 @@ async def test_an_exception_thrown_into_the_suspended_coroutine_reaches_it() -> 
     for _ in range(5):
         await asyncio.sleep(0)
     assert seen == ["caught x"]
+
+
+async def test_start_eagerly_returns_a_future_for_every_outcome() -> None:
+    from roomtone.aio import start_eagerly
+
+    order: list[str] = []
+
+    async def quick() -> int:
+        order.append("quick ran")
+        return 7
+
+    fut = start_eagerly(quick())
+    order.append("returned")
+    assert order == ["quick ran", "returned"] and fut.done() and fut.result() == 7
+
+    async def broken() -> None:
+        raise KeyError("k")
+
+    failed = start_eagerly(broken())
+    assert failed.done() and isinstance(failed.exception(), KeyError)
+
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def waits() -> int:
+        order.append("waits started")
+        return await gate + 1
+
+    task = start_eagerly(waits())
+    assert order[-1] == "waits started" and not task.done()
+    gate.set_result(41)
+    assert await task == 42
