@@ -3,15 +3,14 @@ gateway; trunks created through the official ``livekit-api`` client survive a re
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from livekit import api
+
+from tests.serve_process import start_serve, stop_serve
 
 KEY, SECRET = "APIserve", "serve-secret-" + "x" * 24
 
@@ -23,37 +22,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def start(tmp_path: Path, port: int, sip_port: int) -> subprocess.Popen[str]:
-    config = tmp_path / "roomtone.yaml"
-    config.write_text(
-        f"port: {port}\nkeys:\n  {KEY}: {SECRET}\n"
-        f"sip:\n  port: {sip_port}\n  db: {tmp_path / 'telephony.sqlite'}\n"
-    )
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roomtone.cli", "-v", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}") from None
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not listen in 30 s")
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
+    sip = {"port": sip_port, "db": str(tmp_path / "telephony.sqlite")}
+    return start_serve(tmp_path, {"port": port, "keys": {KEY: SECRET}, "sip": sip})
 
 
 async def test_serve_answers_livekit_api_and_keeps_trunks(tmp_path: Path) -> None:
@@ -77,7 +47,7 @@ async def test_serve_answers_livekit_api_and_keeps_trunks(tmp_path: Path) -> Non
         assert info.value.code == "unauthenticated"
         await bad.aclose()
     finally:
-        first_log = stop(proc)
+        first_log = stop_serve(proc)
     assert f"SIP gateway listening on 127.0.0.1:{sip_port}" in first_log
     assert "in-band DTMF detector: numba kernels" in first_log  # loaded before audio flows
 
@@ -92,4 +62,4 @@ async def test_serve_answers_livekit_api_and_keeps_trunks(tmp_path: Path) -> Non
         assert [r.name for r in rooms.rooms] == []  # rooms are live state, trunks are stored
         await lk.aclose()
     finally:
-        stop(proc)
+        stop_serve(proc)

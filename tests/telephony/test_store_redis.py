@@ -6,10 +6,7 @@ and keeping its trunks across a restart. The backend-neutral contract is in test
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from livekit.protocol.sip import SIPDispatchRuleInfo, SIPInboundTrunkInfo
 
 from roomtone.telephony.store import StoreError, StoreUnavailable, open_store
 from roomtone.telephony.store_redis import RedisTelephonyStore
+from tests.serve_process import start_serve, stop_serve
 from tests.telephony.test_store import free_port
 from tests.telephony.test_store import redis_server as redis_server  # noqa: F401  (the module fixture)
 
@@ -123,42 +121,14 @@ async def test_nothing_listening_and_bad_urls() -> None:
 # ---- roomtone serve with sip.db: redis://...
 
 
-def start_serve(tmp_path: Path, port: int, sip_port: int, redis_url: str) -> subprocess.Popen[str]:
-    config = tmp_path / "roomtone.yaml"
-    config.write_text(f"port: {port}\nkeys:\n  {KEY}: {SECRET}\nsip:\n  port: {sip_port}\n  db: {redis_url}\n")
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
-    env.pop("ROOMTONE_SIP_DB", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roomtone.cli", "-v", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}") from None
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not listen in 30 s")
-
-
-def stop_serve(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
+def start_redis_serve(tmp_path: Path, port: int, sip_port: int, redis_url: str) -> subprocess.Popen[str]:
+    return start_serve(tmp_path, {"port": port, "keys": {KEY: SECRET}, "sip": {"port": sip_port, "db": redis_url}})
 
 
 async def test_serve_with_redis_store(tmp_path: Path) -> None:
     redis_port, port, sip_port = free_port(), free_port(), free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
-    proc = start_serve(tmp_path, port, sip_port, url)  # Redis not started yet
+    proc = start_redis_serve(tmp_path, port, sip_port, url)  # Redis not started yet
     redis_proc: subprocess.Popen[bytes] | None = None
     try:
         lk = api.LiveKitAPI(f"http://127.0.0.1:{port}", KEY, SECRET)
@@ -183,7 +153,7 @@ async def test_serve_with_redis_store(tmp_path: Path) -> None:
         assert f"stored in {url}" in first_log
         assert "not reachable at startup" in first_log
 
-        proc = start_serve(tmp_path, port, sip_port, url)  # a restart: the trunk is in Redis
+        proc = start_redis_serve(tmp_path, port, sip_port, url)  # a restart: the trunk is in Redis
         try:
             lk = api.LiveKitAPI(f"http://127.0.0.1:{port}", KEY, SECRET)
             listed = await lk.sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest())
