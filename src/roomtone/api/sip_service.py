@@ -83,6 +83,27 @@ def apply_update(target: Message, update: Message) -> None:
         else:
             setattr(target, fd.name, value)
 
+def _updated(current: Any, req: Any, id_field: str) -> Any:
+    """The record an Update*Request asks for: ``replace`` (keeping id and creation time) or a
+    field ``update`` of ``current``; shared by trunks and dispatch rules."""
+    action = req.WhichOneof("action")
+    if action is None:
+        raise invalid_argument("one of replace or update is required")
+    record = type(current)()
+    wanted = getattr(req, id_field)
+    if action == "replace":
+        record.CopyFrom(req.replace)
+        given = getattr(record, id_field)
+        if given and given != wanted:
+            raise invalid_argument(f"replace.{id_field} does not match {id_field}")
+        setattr(record, id_field, wanted)
+        record.created_at.CopyFrom(current.created_at)
+    else:
+        record.CopyFrom(current)
+        apply_update(record, req.update)
+    return record
+
+
 
 def _paginate(items: list[Any], page: models.Pagination, key: str) -> list[Any]:
     items = sorted(items, key=lambda i: getattr(i, key))
@@ -112,6 +133,14 @@ def build_service(telephony: Any) -> Service:
             raise TwirpError("internal", f"storage error: {exc}") from None
 
     # ---- inbound trunks
+
+    async def updated_record(req: Any, id_field: str, load: Any, what: str) -> Any:
+        if not getattr(req, id_field):
+            raise invalid_argument(f"{id_field} is required")
+        current = await guarded(load(getattr(req, id_field)))
+        if current is None:
+            raise not_found(f"{what} {getattr(req, id_field)!r} not found")
+        return _updated(current, req, id_field)
 
     async def save_inbound(trunk: sip_pb.SIPInboundTrunkInfo, creating: bool) -> None:
         try:
@@ -143,24 +172,7 @@ def build_service(telephony: Any) -> Service:
 
     async def update_inbound(claims: Claims, req: sip_pb.UpdateSIPInboundTrunkRequest) -> Message:
         ensure_sip_admin(claims)
-        if not req.sip_trunk_id:
-            raise invalid_argument("sip_trunk_id is required")
-        current = await guarded(store.get_inbound_trunk(req.sip_trunk_id))
-        if current is None:
-            raise not_found(f"inbound SIP trunk {req.sip_trunk_id!r} not found")
-        action = req.WhichOneof("action")
-        if action is None:
-            raise invalid_argument("one of replace or update is required")
-        trunk = sip_pb.SIPInboundTrunkInfo()
-        if action == "replace":
-            trunk.CopyFrom(req.replace)
-            if trunk.sip_trunk_id and trunk.sip_trunk_id != req.sip_trunk_id:
-                raise invalid_argument("replace.sip_trunk_id does not match sip_trunk_id")
-            trunk.sip_trunk_id = req.sip_trunk_id
-            trunk.created_at.CopyFrom(current.created_at)
-        else:
-            trunk.CopyFrom(current)
-            apply_update(trunk, req.update)
+        trunk = await updated_record(req, "sip_trunk_id", store.get_inbound_trunk, "inbound SIP trunk")
         _now(trunk.updated_at)
         await guarded(save_inbound(trunk, creating=False))
         log.info("updated inbound SIP trunk %s", trunk.sip_trunk_id)
@@ -206,24 +218,7 @@ def build_service(telephony: Any) -> Service:
 
     async def update_outbound(claims: Claims, req: sip_pb.UpdateSIPOutboundTrunkRequest) -> Message:
         ensure_sip_admin(claims)
-        if not req.sip_trunk_id:
-            raise invalid_argument("sip_trunk_id is required")
-        current = await guarded(store.get_outbound_trunk(req.sip_trunk_id))
-        if current is None:
-            raise not_found(f"outbound SIP trunk {req.sip_trunk_id!r} not found")
-        action = req.WhichOneof("action")
-        if action is None:
-            raise invalid_argument("one of replace or update is required")
-        trunk = sip_pb.SIPOutboundTrunkInfo()
-        if action == "replace":
-            trunk.CopyFrom(req.replace)
-            if trunk.sip_trunk_id and trunk.sip_trunk_id != req.sip_trunk_id:
-                raise invalid_argument("replace.sip_trunk_id does not match sip_trunk_id")
-            trunk.sip_trunk_id = req.sip_trunk_id
-            trunk.created_at.CopyFrom(current.created_at)
-        else:
-            trunk.CopyFrom(current)
-            apply_update(trunk, req.update)
+        trunk = await updated_record(req, "sip_trunk_id", store.get_outbound_trunk, "outbound SIP trunk")
         try:
             matching.validate_outbound_trunk(trunk)
         except matching.ConfigError as exc:
@@ -313,24 +308,7 @@ def build_service(telephony: Any) -> Service:
 
     async def update_rule(claims: Claims, req: sip_pb.UpdateSIPDispatchRuleRequest) -> Message:
         ensure_sip_admin(claims)
-        if not req.sip_dispatch_rule_id:
-            raise invalid_argument("sip_dispatch_rule_id is required")
-        current = await guarded(store.get_dispatch_rule(req.sip_dispatch_rule_id))
-        if current is None:
-            raise not_found(f"SIP dispatch rule {req.sip_dispatch_rule_id!r} not found")
-        action = req.WhichOneof("action")
-        if action is None:
-            raise invalid_argument("one of replace or update is required")
-        rule = sip_pb.SIPDispatchRuleInfo()
-        if action == "replace":
-            rule.CopyFrom(req.replace)
-            if rule.sip_dispatch_rule_id and rule.sip_dispatch_rule_id != req.sip_dispatch_rule_id:
-                raise invalid_argument("replace.sip_dispatch_rule_id does not match sip_dispatch_rule_id")
-            rule.sip_dispatch_rule_id = req.sip_dispatch_rule_id
-            rule.created_at.CopyFrom(current.created_at)
-        else:
-            rule.CopyFrom(current)
-            apply_update(rule, req.update)
+        rule = await updated_record(req, "sip_dispatch_rule_id", store.get_dispatch_rule, "SIP dispatch rule")
         _now(rule.updated_at)
         await guarded(save_rule(rule, creating=False))
         log.info("updated SIP dispatch rule %s", rule.sip_dispatch_rule_id)
