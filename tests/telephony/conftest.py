@@ -35,6 +35,11 @@ class Listener:
                 if p.WhichOneof("value") == "user" and p.user.topic == "roomtone.dtmf"]
 
 
+def media_flowing(gw: SipGateway) -> bool:
+    """Some call of the gateway has received RTP: digits sent from now on will be heard."""
+    return any(c.media is not None and c.media.stream.session.stats.rtp_received > 0 for c in gw.calls.values())
+
+
 async def listen(rooms: RoomManager, room: str, identity: str = "agent") -> Listener:
     packets: list[models.DataPacket] = []
     p = await rooms.join(room, identity, endpoint=CallbackEndpoint(on_data=packets.append))

@@ -16,7 +16,7 @@ from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.gateway import SipGateway
 from tests.phones.pjsua import pjsua_phone
 
-from .conftest import listen, wait_for, watch
+from .conftest import listen, media_flowing, wait_for, watch
 
 pytestmark = pytest.mark.interop
 
@@ -49,7 +49,7 @@ async def test_pin_wrong_cleared_then_correct(gateway: SipGateway) -> None:
         await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
         await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
         await asyncio.to_thread(phone.record, rec)
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: media_flowing(gateway), 10, "RTP from the phone")
         await asyncio.to_thread(phone.send_dtmf, "98*", "rfc4733", 120)  # typed, then cleared
         await asyncio.to_thread(phone.send_dtmf, "43#", "rfc4733", 120)  # wrong: "43" (the 9 and 8 were cleared)
         await asyncio.sleep(1.0)
@@ -180,7 +180,7 @@ async def test_pin_by_other_dtmf_methods(gateway: SipGateway, method: str) -> No
     with pjsua_phone(user="15551300") as phone:
         await asyncio.to_thread(phone.call, f"sip:+15550100@127.0.0.1:{gateway.port}")
         await asyncio.to_thread(phone.wait_state, "CONFIRMED", 10)
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: media_flowing(gateway), 10, "RTP from the phone")
         await asyncio.to_thread(phone.send_dtmf, "2580#", method, 160)
         await wait_for(lambda: gateway.rooms.participant("secret", "sip_15551300"), 20, f"join after a PIN by {method}")
         await asyncio.to_thread(phone.hangup)
