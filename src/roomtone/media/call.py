@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -66,7 +67,7 @@ from roomtone.dtmf.digits import DtmfError, Pause, Step, Tone, parse_sequence
 from roomtone.media.codecs import codec_by_name
 from roomtone.media.dtmf_mux import DtmfEvent, DtmfStart, Method
 from roomtone.media.engine import MediaEngine, MediaStream
-from roomtone.media.session import MediaFailed, MediaTimeout, SessionConfig
+from roomtone.media.session import DtmfSendJob, MediaFailed, MediaTimeout, SessionConfig
 from roomtone.sip import sdp as sdp_mod
 from roomtone.sip.message import Request, Response
 from roomtone.sip.ua import Call as SipCall
@@ -117,6 +118,19 @@ class CallOptions:
         return sdp_mod.AudioCapabilities(codecs=self.codecs, telephone_event=self.telephone_event)
 
 
+@dataclass(eq=False, slots=True)
+class _Send:
+    """One ``send_dtmf`` request on its way out."""
+
+    steps: list[Step]
+    method: Method
+    tone: int
+    gap: int
+    volume: int
+    text: str
+    fut: asyncio.Future[DtmfSent]
+
+
 class DtmfCancelled(Exception):
     """``send_dtmf`` was cancelled (``cancel_dtmf``) before all its digits went out."""
 
@@ -143,8 +157,8 @@ class MediaCall:
         self.on_dtmf: Callable[[DtmfEvent], Any] | None = None
         self.on_dtmf_start: Callable[[DtmfStart], Any] | None = None
         self._dtmf_queue: asyncio.Queue[DtmfEvent | None] = asyncio.Queue()
-        self._send_queue: asyncio.Queue[tuple[list[Step], Method, int, int, int, asyncio.Future[None]]] = (
-            asyncio.Queue())
+        self._waiting: deque[_Send] = deque()  # behind an INFO send, for the worker
+        self._media_sends: set[_Send] = set()  # queued on the media session, not yet sent
         self._sender: asyncio.Future[None] | None = None
         self._listeners: list[Callable[[MediaCall], Any]] = []
         self.received: list[DtmfEvent] = []
@@ -245,6 +259,16 @@ class MediaCall:
         digit and ``ValueError`` when the method cannot carry the digits; nothing is sent then.
         Raises :class:`CallFailed` if the call ends before the digits went out.
         """
+        return await self.queue_dtmf(digits, method, tone_ms=tone_ms, gap_ms=gap_ms, volume=volume)
+
+    def queue_dtmf(self, digits: str, method: str | None = "auto", *, tone_ms: int | None = None,
+                   gap_ms: int | None = None, volume: int | None = None) -> asyncio.Future[DtmfSent]:
+        """:meth:`send_dtmf` without the wait: queue now, get a future that resolves when sent.
+
+        Synchronous on purpose: on an idle call an RFC 4733 digit's first packet is on the wire
+        before this returns, and no task is created (a relay of many calls' digits at once pays
+        per digit only for the work itself). Bad digits or methods raise here, as with send_dtmf.
+        """
         steps = parse_sequence(digits)
         chosen = self.choose_method(steps, method)
         tone = self.options.tone_ms if tone_ms is None else tone_ms
@@ -257,47 +281,57 @@ class MediaCall:
         if chosen != "info" and not self.stream.session.send_enabled:
             raise ValueError(f"the peer holds the call (direction {self.negotiated.direction}): "
                              f"{chosen} digits would not be heard; use info")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._send_queue.put_nowait((steps, chosen, tone, gap, vol, fut))
-        if self._sender is None or self._sender.done():
-            # eagerly: an idle call puts the first RFC 4733 packet on the wire before we return
-            self._sender = start_eagerly(self._send_worker())
-        await fut
         text = "".join(s.digit if isinstance(s, Tone) else "" for s in steps)
-        return DtmfSent(text, chosen)
+        send = _Send(steps, chosen, tone, gap, vol, text, asyncio.get_running_loop().create_future())
+        if chosen != "info" and not self._waiting and (self._sender is None or self._sender.done()):
+            self._queue_media(send)  # the media session keeps these in order by itself
+        else:  # behind an INFO send (or an INFO itself): the worker keeps the order across methods
+            self._waiting.append(send)
+            if self._sender is None or self._sender.done():
+                self._sender = start_eagerly(self._send_worker())
+        return send.fut
+
+    def _queue_media(self, send: _Send) -> None:
+        try:
+            job = self.stream.session.queue_dtmf(send.steps, send.method, send.tone, send.gap, send.volume)
+        except Exception as exc:
+            send.fut.set_exception(exc)
+            return
+        self._media_sends.add(send)
+        job.add_done_callback(lambda job: self._media_sent(send, job))
+        self.stream.start_dtmf()  # first event packet now, not on the next tick
+
+    def _media_sent(self, send: _Send, job: DtmfSendJob) -> None:
+        self._media_sends.discard(send)
+        if send.fut.done():
+            return
+        if job.cancelled:
+            send.fut.set_exception(DtmfCancelled("cancelled by cancel_dtmf()"))
+        else:
+            send.fut.set_result(DtmfSent(send.text, send.method))
 
     async def _send_worker(self) -> None:
-        while not self._send_queue.empty():
-            steps, method, tone, gap, vol, fut = self._send_queue.get_nowait()
-            if fut.done():
+        while self._waiting:
+            send = self._waiting.popleft()
+            if send.fut.done():
+                continue
+            if send.method != "info":
+                self._queue_media(send)
+                continue
+            # an INFO digit follows the tones queued before it
+            earlier = [s.fut for s in self._media_sends]
+            if earlier:
+                await asyncio.wait(earlier)
+            if send.fut.done():  # the call ended or cancel_dtmf() meanwhile
                 continue
             try:
-                if method == "info":
-                    await self._send_info(steps, tone, gap)
-                else:
-                    job = self.stream.session.queue_dtmf(steps, method, tone, gap, vol)
-                    self.stream.start_dtmf()  # first event packet now, not on the next tick
-                    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-                    def finished(j: object, done: asyncio.Future[None] = done) -> None:
-                        if not done.done():
-                            done.set_result(None)
-
-                    job.add_done_callback(finished)
-                    ended = asyncio.ensure_future(self.sip.wait_ended())
-                    try:
-                        await asyncio.wait([done, ended], return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        ended.cancel()
-                    if job.cancelled:
-                        raise DtmfCancelled("cancelled by cancel_dtmf()")
-                    if not job.done:
-                        raise CallFailed(481, f"call ended before the digits were sent ({self.end_reason})")
-                if not fut.done():
-                    fut.set_result(None)
+                await self._send_info(send.steps, send.tone, send.gap)
             except Exception as exc:
-                if not fut.done():
-                    fut.set_exception(exc)
+                if not send.fut.done():
+                    send.fut.set_exception(exc)
+            else:
+                if not send.fut.done():
+                    send.fut.set_result(DtmfSent(send.text, send.method))
 
     async def _send_info(self, steps: list[Step], tone_ms: int, gap_ms: int) -> None:
         for i, step in enumerate(steps):
@@ -314,10 +348,10 @@ class MediaCall:
     def cancel_dtmf(self) -> None:
         """Drop queued digits (their ``send_dtmf`` raises :class:`DtmfCancelled`); a tone already on
         the wire still gets its end packets. INFO digits already sent cannot be taken back."""
-        while not self._send_queue.empty():
-            *_, fut = self._send_queue.get_nowait()
-            if not fut.done():
-                fut.set_exception(DtmfCancelled("cancelled by cancel_dtmf()"))
+        while self._waiting:
+            send = self._waiting.popleft()
+            if not send.fut.done():
+                send.fut.set_exception(DtmfCancelled("cancelled by cancel_dtmf()"))
         self.stream.session.cancel_dtmf()
 
     # ------------------------------------------------------------------ DTMF in
@@ -476,10 +510,13 @@ class MediaCall:
         if not self.stream.closed:
             self.stream.close()
         self._dtmf_queue.put_nowait(None)
-        while not self._send_queue.empty():
-            *_, fut = self._send_queue.get_nowait()
-            if not fut.done():
-                fut.set_exception(CallFailed(481, f"call ended ({self.end_reason})"))
+        # digits not (fully) sent: the session drops its jobs without finishing them
+        unsent = [*self._waiting, *self._media_sends]
+        self._waiting.clear()
+        self._media_sends.clear()
+        for send in unsent:
+            if not send.fut.done():
+                send.fut.set_exception(CallFailed(481, f"call ended before the digits were sent ({self.end_reason})"))
 
     async def hangup(self) -> None:
         """End the call (BYE, or CANCEL/reject if not answered) and release its media."""

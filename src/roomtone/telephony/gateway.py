@@ -118,10 +118,16 @@ class _MediaLeg:
         self.hangup_requested = False
         self.answered = asyncio.Event()
 
-    async def send_dtmf(self, digits: str, method: str | None = None) -> Any:
+    def send_dtmf(self, digits: str, method: str | None = None) -> asyncio.Future[Any]:
+        """Queue at once when answered (no task: see :meth:`MediaCall.queue_dtmf`), else after."""
         if self.media is None:
-            await self.answered.wait()
-        assert self.media is not None
+            return asyncio.ensure_future(self._send_when_answered(digits, method))
+        return self.media.queue_dtmf(digits, method or self.method)
+
+    async def _send_when_answered(self, digits: str, method: str | None) -> Any:
+        await self.answered.wait()
+        if self.media is None:
+            raise CallFailed(487, "the call was not answered")
         return await self.media.send_dtmf(digits, method or self.method)
 
     async def hangup(self) -> None:
