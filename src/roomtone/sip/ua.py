@@ -308,7 +308,8 @@ class Call:
             resp.add("Contact", self.ua.contact(self.transport))
         if status < 300 or status == 405:
             resp.add("Allow", ALLOW)
-        resp.add("Server", self.ua.user_agent)
+        if "Server" not in resp:  # an application-given Server replaces ours
+            resp.add("Server", self.ua.user_agent)
         if body:
             resp.add("Content-Type", content_type or "application/sdp")
             resp.body = body
@@ -842,8 +843,10 @@ class UserAgent:
         req.add("CSeq", "1 INVITE")
         req.add("Contact", self.contact(dest.transport))
         req.add("Allow", ALLOW)
-        req.add("User-Agent", self.user_agent)
-        for n, v in headers:
+        extra = list(headers)
+        if not any(n.lower() == "user-agent" for n, _ in extra):  # a given User-Agent replaces ours
+            req.add("User-Agent", self.user_agent)
+        for n, v in extra:
             req.add(n, v)
         if body:
             req.add("Content-Type", content_type)

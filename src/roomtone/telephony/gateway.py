@@ -40,6 +40,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +58,8 @@ from roomtone.sip.dialog import new_tag
 from roomtone.sip.message import Request, Response
 from roomtone.sip.transport import Address
 from roomtone.sip.ua import Call as SipCall
-from roomtone.sip.ua import CallFailed, UserAgent
-from roomtone.telephony import matching, pin
+from roomtone.sip.ua import CallFailed, CallState, UserAgent
+from roomtone.telephony import matching, pin, sip_headers
 from roomtone.telephony.audio import AudioBridge
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.ids import CALL_PREFIX, new_id
@@ -117,6 +118,8 @@ class _MediaLeg:
         self.pending: SipCall | None = None  # an outbound INVITE not answered yet
         self.hangup_requested = False
         self.answered = asyncio.Event()
+        #: headers for the BYE we send (attributes_to_headers with the attributes current then)
+        self.bye_headers: Callable[[], list[tuple[str, str]]] | None = None
 
     def send_dtmf(self, digits: str, method: str | None = None) -> asyncio.Future[Any]:
         """Queue at once when answered (no task: see :meth:`MediaCall.queue_dtmf`), else after."""
@@ -134,6 +137,12 @@ class _MediaLeg:
         self.hangup_requested = True
         self.answered.set()
         if self.media is not None:
+            headers = self.bye_headers() if self.bye_headers is not None else []
+            if headers and self.media.sip.state is CallState.ESTABLISHED:
+                try:
+                    await self.media.sip.bye(headers=headers)
+                except CallFailed as exc:
+                    log.info("call %s: BYE failed: %s", self.call_id, exc)
             await self.media.hangup()
         elif self.pending is not None and not self.pending.ended:
             await self.pending.hangup()  # CANCEL the ringing call
@@ -277,11 +286,8 @@ class SipGateway:
         call_id = new_id(CALL_PREFIX)
         trunk_id = trunk.sip_trunk_id if trunk else ""
         log.info("inbound call %s (SIP %s): %s -> %s, trunk %s", call_id, sip_call.call_id, calling, called, trunk_id or "-")
-        extra: dict[str, str] = {}
-        for header, attribute in (trunk.headers_to_attributes.items() if trunk else ()):
-            value = request.get(header)
-            if value is not None and attribute:
-                extra[attribute] = value
+        extra = sip_headers.headers_to_attributes(
+            request, trunk.headers_to_attributes if trunk else {}, trunk.include_headers if trunk else 0)
         try:
             rules = await self.store.list_dispatch_rules()
             rule = matching.match_dispatch_rule(trunk, rules, calling, called)
@@ -311,6 +317,8 @@ class SipGateway:
             options=BridgeOptions(publish_pre_join=opts.publish_pre_join, allow_sip_to_sip=opts.allow_sip_to_sip),
             on_closed=self._forget,
         )
+        if trunk is not None and trunk.attributes_to_headers:
+            leg.bye_headers = self._attribute_headers(bridge, trunk.attributes_to_headers)
         active = ActiveCall(call_id, "inbound", bridge, trunk_id, media, sip_call.call_id)
         self.calls[call_id] = active
         media.add_listener(lambda m: self._on_media_state(active, m))
@@ -332,6 +340,30 @@ class SipGateway:
             await bridge.close(media.end_reason or "phone hung up", hangup=False)
             return
         await self._start_audio(active)
+
+    @staticmethod
+    def _attribute_headers(bridge: SipParticipant, mapping: Mapping[str, str]) -> Callable[[], list[tuple[str, str]]]:
+        """``attributes_to_headers`` with the participant's attributes at the time of sending."""
+        mapping = dict(mapping)
+
+        def headers() -> list[tuple[str, str]]:
+            p = bridge.participant
+            attrs = p.record.attributes if p is not None else {}
+            return sip_headers.attributes_to_headers(attrs, mapping, call=bridge.call_id)
+
+        return headers
+
+    async def _set_attributes(self, active: ActiveCall, attrs: Mapping[str, str]) -> None:
+        """Merge attributes read from SIP headers into the participant (empty values left out:
+        an empty value would delete the key)."""
+        attrs = {k: v for k, v in attrs.items() if v}
+        p = active.bridge.participant
+        if not attrs or p is None or not p.active:
+            return
+        try:
+            await p.update(attributes=attrs)
+        except Exception as exc:  # the room may be closing; the attributes are informational
+            log.info("call %s: could not set attributes from SIP headers: %s", active.call_id, exc)
 
     def _wire_phone_dtmf(self, active: ActiveCall) -> None:
         media = active.media
@@ -493,6 +525,8 @@ class SipGateway:
             options=BridgeOptions(publish_pre_join=opts.publish_pre_join, allow_sip_to_sip=opts.allow_sip_to_sip),
             on_closed=self._forget,
         )
+        if plan.attributes_to_headers:
+            leg.bye_headers = self._attribute_headers(bridge, plan.attributes_to_headers)
         active = ActiveCall(call_id, "outbound", bridge, plan.trunk_id, room=plan.room, identity=plan.identity)
         try:
             participant = await bridge.join(plan.room, plan.identity, name=plan.name, metadata=plan.metadata,
@@ -523,8 +557,12 @@ class SipGateway:
             if not sip_holder:
                 sip_holder.append(call)
                 leg.pending = call
-            if resp.status in (180, 183):
+            if 180 <= resp.status < 200:
                 self._spawn(bridge.set_status("ringing"))
+            # LiveKit maps only the well-known provider headers of provisional responses
+            known = sip_headers.headers_to_attributes(resp, {}, sip_headers.SIP_NO_HEADERS)
+            if known:
+                self._spawn(self._set_attributes(active, known))
 
         if plan.play_dialtone:
             active.ringback_sid = await self._start_ringback(bridge)
@@ -563,7 +601,7 @@ class SipGateway:
             media = await asyncio.wait_for(
                 place_call(self.ua, self.engine, uri, self._call_options(opts), from_user=plan.from_number,
                            from_display=plan.display_name or None, auth=auth, headers=headers,
-                           on_provisional=provisional),
+                           on_provisional=provisional, on_early_media=lambda m: self._early_media(active, m)),
                 plan.ringing_timeout,
             )
         except TimeoutError:
@@ -590,6 +628,13 @@ class SipGateway:
             return _sip_error(487, "Request Terminated")
         media.add_listener(lambda m: self._on_media_state(active, m))
         self._wire_phone_dtmf(active)
+        if active.audio is not None and active.audio.rate != media.sample_rate:
+            # the 200 (another fork) chose another clock rate than the early media: bridge anew
+            old_audio, active.audio = active.audio, None
+            await old_audio.aclose()
+        answer = await media.sip.wait_answered()
+        await self._set_attributes(active, sip_headers.headers_to_attributes(
+            answer, plan.headers_to_attributes, plan.include_headers))
         timer = self._spawn(self._max_duration(active, plan.max_call_duration))
         active.tasks.add(timer)
         if plan.dtmf:
@@ -603,6 +648,20 @@ class SipGateway:
             await bridge.set_status("active")
             log.info("outbound call %s answered (SIP %s)", active.call_id, media.call_id)
         return None
+
+    async def _early_media(self, active: ActiveCall, media: MediaCall) -> None:
+        """The callee sent SDP in a 18x (ringback, an announcement, an IVR before answering): its
+        audio becomes the SIP participant's track and its key presses are relayed, while
+        ``sip.callStatus`` stays ``ringing`` until the 200. Room digits wait for the answer."""
+        if active.bridge.closed or media.ended:
+            return
+        log.info("outbound call %s: early media from the callee; bridging it to room %s",
+                 active.call_id, active.room)
+        active.media = media
+        await self._stop_ringback(active)  # the callee's own ringback replaces our dial tone
+        await active.bridge.set_status("ringing")
+        self._wire_phone_dtmf(active)
+        await self._start_audio(active)
 
     async def _max_duration(self, active: ActiveCall, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -663,8 +722,17 @@ class SipGateway:
         if not target.startswith(("sip:", "sips:", "tel:", "<")):
             target = "sip:" + target
         refer_to = target if target.startswith("<") else f"<{target}>"
+        if any(c in refer_to for c in "\r\n\0"):
+            raise TelephonyError("invalid_argument", "transfer_to contains a control character")
         try:
-            resp = await call.media.sip.send_request("REFER", headers=[("Refer-To", refer_to)])
+            sip_headers.check_headers(req.headers, "headers")
+        except sip_headers.HeaderError as exc:
+            raise TelephonyError("invalid_argument", str(exc)) from None
+        leg = call.bridge.leg
+        mapped = leg.bye_headers() if isinstance(leg, _MediaLeg) and leg.bye_headers is not None else []
+        headers = [("Refer-To", refer_to), *sip_headers.merge(mapped, req.headers.items()).items()]
+        try:
+            resp = await call.media.sip.send_request("REFER", headers=headers)
         except CallFailed as exc:
             raise _sip_error(exc.status, exc.reason) from None
         if resp.status >= 300:

@@ -36,6 +36,7 @@ from livekit.protocol.sip import SIPDispatchRuleInfo, SIPInboundTrunkInfo, SIPOu
 
 from roomtone.telephony.ids import random_suffix
 from roomtone.telephony.options import validate_trunk_metadata
+from roomtone.telephony.sip_headers import HeaderError, check_header_names, check_headers, check_include
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,16 @@ def address_allowed(source: str | None, masks: Sequence[str]) -> bool:
 # ---- validation (API create/update) ---------------------------------------------------------
 
 
-def _check_header_maps(*maps: tuple[str, Mapping[str, str]]) -> None:
-    for label, mapping in maps:
-        for key in mapping:
-            if not key or any(c in key for c in " \t\r\n:"):
-                raise ConfigError(f"{label}: {key!r} is not a valid SIP header name")
+def _check_trunk_headers(trunk: SIPInboundTrunkInfo | SIPOutboundTrunkInfo) -> None:
+    """``headers`` are sent as given, ``headers_to_attributes`` read, ``attributes_to_headers``
+    sent: names must be tokens, sent names not ones the UA writes, values free of CR/LF."""
+    try:
+        check_headers(trunk.headers, "headers")
+        check_header_names(trunk.headers_to_attributes, "headers_to_attributes", settable=False)
+        check_header_names(trunk.attributes_to_headers.values(), "attributes_to_headers", settable=True)
+        check_include(trunk.include_headers)
+    except HeaderError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_options(metadata: str) -> None:
@@ -135,8 +141,7 @@ def validate_inbound_trunk(trunk: SIPInboundTrunkInfo) -> None:
     for number in list(trunk.numbers) + list(trunk.allowed_numbers):
         if not number.strip():
             raise ConfigError("numbers and allowed_numbers must not contain empty entries")
-    _check_header_maps(("headers", trunk.headers), ("headers_to_attributes", trunk.headers_to_attributes))
-    _check_header_maps(("attributes_to_headers", {v: k for k, v in trunk.attributes_to_headers.items()}))
+    _check_trunk_headers(trunk)
 
 
 def validate_outbound_trunk(trunk: SIPOutboundTrunkInfo) -> None:
@@ -153,7 +158,7 @@ def validate_outbound_trunk(trunk: SIPOutboundTrunkInfo) -> None:
             raise ConfigError("numbers must not contain empty entries")
     if bool(trunk.auth_username) != bool(trunk.auth_password):
         raise ConfigError("auth_username and auth_password must be set together")
-    _check_header_maps(("headers", trunk.headers), ("headers_to_attributes", trunk.headers_to_attributes))
+    _check_trunk_headers(trunk)
 
 
 def _print_id(value: str) -> str:

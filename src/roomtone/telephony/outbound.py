@@ -10,7 +10,13 @@ What LiveKit does (livekit/protocol ``rpc/sip.go`` ``NewCreateSIPParticipantRequ
   ``sip.trunkPhoneNumber`` (our number), ``sip.callStatus``; ``hide_phone_number`` leaves out the
   numbers; ``participant_attributes`` from the request are kept.
 * The trunk's ``headers``, then ``attributes_to_headers`` (participant attributes copied into SIP
-  headers), then the request's ``headers`` go on the INVITE.
+  headers), then the request's ``headers`` go on the INVITE (a later one wins on the same name).
+  LiveKit sends ``attributes_to_headers`` only on BYE/CANCEL/REFER; we send them on the INVITE
+  too (the gateway adds them to BYE and REFER with the attributes current then).
+* ``headers_to_attributes`` (the trunk's) and ``include_headers`` (the request's when set, else the
+  trunk's) apply to the callee's 200 OK (:mod:`roomtone.telephony.sip_headers`).
+* Header names and values are validated: a CR/LF, a control character or a header roomtone
+  writes itself (From, Contact ...) is an ``invalid_argument`` naming the header.
 * ``ringing_timeout`` defaults to 30 s (LiveKit: 30 s), ``max_call_duration`` to 24 h.
 
 Different on purpose: the ``dtmf`` string is parsed up front with the one digit table, so an
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 from livekit.protocol import sip as sip_pb
 
 from roomtone.dtmf.digits import DtmfError, Step, parse_sequence
+from roomtone.telephony import sip_headers
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.matching import (
     ATTR_CALL_ID,
@@ -63,6 +70,11 @@ class OutboundPlan:
     headers: dict[str, str] = field(default_factory=dict)
     display_name: str = ""
     play_dialtone: bool = False
+    #: the callee's 200 OK -> participant attributes
+    headers_to_attributes: dict[str, str] = field(default_factory=dict)
+    include_headers: int = 0
+    #: participant attributes -> headers of the BYE and REFER we send
+    attributes_to_headers: dict[str, str] = field(default_factory=dict)
 
 
 def _duration(d: object, default: float) -> float:
@@ -99,7 +111,9 @@ def plan_outbound_call(
         user, password = trunk.auth_username, trunk.auth_password
         from_host = trunk.from_host
         trunk_id = trunk.sip_trunk_id
-        headers = dict(trunk.headers)
+        trunk_headers = list(trunk.headers.items())
+        hdr_to_attr, attr_to_hdr = dict(trunk.headers_to_attributes), dict(trunk.attributes_to_headers)
+        include: int = trunk.include_headers
     elif req.HasField("trunk") and req.trunk.hostname:
         cfg = req.trunk
         address, transport = cfg.hostname, _TRANSPORTS.get(cfg.transport, "")
@@ -107,7 +121,9 @@ def plan_outbound_call(
         user, password = cfg.auth_username, cfg.auth_password
         from_host = cfg.from_host
         trunk_id = ""
-        headers = {}
+        trunk_headers = []
+        hdr_to_attr, attr_to_hdr = dict(cfg.headers_to_attributes), dict(cfg.attributes_to_headers)
+        include = 0
     else:
         raise TelephonyError("invalid_argument", "sip_trunk_id or trunk.hostname is required")
     from_number = req.sip_number or (numbers[0] if numbers else "")
@@ -130,11 +146,18 @@ def plan_outbound_call(
     if not req.hide_phone_number:
         attrs[ATTR_PHONE_NUMBER] = req.sip_call_to
         attrs[ATTR_TRUNK_NUMBER] = from_number
-    mapping = trunk.attributes_to_headers if req.sip_trunk_id and trunk is not None else req.trunk.attributes_to_headers
-    for attribute, header in mapping.items():
-        if attribute in req.participant_attributes and header:
-            headers[header] = req.participant_attributes[attribute]
-    headers.update(req.headers)
+    if req.include_headers:
+        include = req.include_headers
+    try:
+        sip_headers.check_headers(req.headers, "headers")
+        sip_headers.check_include(include)
+        sip_headers.check_header_names(hdr_to_attr, "headers_to_attributes", settable=False)
+        sip_headers.check_header_names(attr_to_hdr.values(), "attributes_to_headers", settable=True)
+        mapped = {h: req.participant_attributes[a] for a, h in attr_to_hdr.items() if a in req.participant_attributes}
+        sip_headers.check_headers(mapped, "participant_attributes (sent by attributes_to_headers)")
+    except sip_headers.HeaderError as exc:
+        raise TelephonyError("invalid_argument", str(exc)) from None
+    headers = sip_headers.merge(trunk_headers, mapped.items(), req.headers.items())
     return OutboundPlan(
         call_id=call_id,
         trunk_id=trunk_id,
@@ -158,4 +181,7 @@ def plan_outbound_call(
         headers=headers,
         display_name=req.display_name,
         play_dialtone=req.play_dialtone or req.play_ringtone,
+        headers_to_attributes=hdr_to_attr,
+        include_headers=include,
+        attributes_to_headers=attr_to_hdr,
     )

@@ -1,0 +1,225 @@
+"""Outbound early media into the room: a callee that answers CreateSIPParticipant's INVITE with
+183 + SDP (carrier ringback, an IVR announcement before the answer) is heard in the room, and its
+key presses are relayed, while ``sip.callStatus`` is ``ringing``; the 200 then makes it ``active``.
+
+SIPp is the callee: it sends 183 with SDP, plays a pcap (a 700 Hz tone, then RFC 4733 digits, one
+RTP stream written by :mod:`tests.pcaps`' tools), and only then the 200. The room side is a plain
+room participant (CallbackEndpoint) that records each packet with the SIP participant's status at
+the moment it arrived, and reads the SIP participant's published track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from livekit.protocol import models
+from livekit.protocol import sip as sip_pb
+
+from roomtone.dtmf.rfc4733 import Sender, SenderConfig
+from roomtone.media.g711 import ulaw_encode
+from roomtone.media.rtp import RtpPacket
+from roomtone.rooms import CallbackEndpoint, RoomManager
+from roomtone.rtc.media import subscribe
+from roomtone.telephony.audio import _mixes as audio_mixes
+from roomtone.telephony.errors import TelephonyError
+from roomtone.telephony.gateway import GatewayConfig, SipGateway
+from roomtone.telephony.service import Telephony
+from roomtone.telephony.store import SQLiteTelephonyStore
+from tests.pcaps import Frame, write_pcap
+from tests.phones.sipp import sipp
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.interop
+
+TONE_HZ = 700
+
+_SDP = """v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=sipp
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
+
+def _response(status: str, body: str = "", retrans: bool = False) -> str:
+    ctype = "Content-Type: application/sdp\n" if body else ""
+    attr = ' retrans="500"' if retrans else ""
+    return f"""  <send{attr}><![CDATA[
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
+{ctype}Content-Length: [len]
+
+{body}]]></send>
+"""
+
+
+_BYE_OK = """  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"""
+
+
+def ivr_callee(pcap: str, early_ms: int, *, final: str = "200") -> str:
+    """183 with SDP, the pcap as early media for ``early_ms``, then ``200`` (answer; waits for
+    our BYE) or ``486`` (refuses after the announcement)."""
+    head = ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="early media callee">\n'
+            '  <recv request="INVITE"/>\n' + _response("183 Session Progress", _SDP)
+            + f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+            + f'  <pause milliseconds="{early_ms}"/>\n')
+    if final == "200":
+        tail = _response("200 OK", _SDP, retrans=True) + '  <recv request="ACK"/>\n' + _BYE_OK
+    else:
+        tail = _response("486 Busy Here", retrans=True) + '  <recv request="ACK"/>\n'
+    return head + tail + '  <timewait milliseconds="300"/>\n</scenario>\n'
+
+
+def tone_then_digits_pcap(path: Path, digits: str, *, tone_s: float = 1.6) -> float:
+    """One RTP stream (PCMU + telephone-event 101): ``tone_s`` of a 700 Hz tone, then ``digits``
+    as RFC 4733 events over silence. Returns its length in seconds."""
+    n = np.arange(int(8000 * tone_s))
+    tone = ulaw_encode((0.3 * 32767 * np.sin(2 * np.pi * TONE_HZ * n / 8000)).astype(np.int16))
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    sender = Sender(SenderConfig(tone_ms=100, gap_ms=200))
+    packets: list[tuple[float, bytes]] = []
+    seq, ts, t, k = 1, 1000, 1.0, 0
+    handle = None
+    while True:
+        sender.sync(t, ts)
+        if k * 160 < len(tone):
+            packets.append((t, RtpPacket(0, seq, ts, 0x3C3C3C3C, tone[k * 160:(k + 1) * 160], k == 0).serialize()))
+            seq += 1
+        else:
+            if handle is None:
+                handle = sender.enqueue(digits)
+            events = sender.poll(t)
+            for p in events:
+                packets.append((t, RtpPacket(101, seq, p.timestamp, 0x3C3C3C3C, p.payload, p.marker).serialize()))
+                seq += 1
+            if not sender.active and not events:
+                packets.append((t, RtpPacket(0, seq, ts, 0x3C3C3C3C, silence).serialize()))
+                seq += 1
+            if handle.finished and not sender.active:
+                break
+        k, ts, t = k + 1, ts + 160, round(t + 0.02, 6)
+    write_pcap(path, [Frame(at, "127.0.0.1", 40000, "127.0.0.1", 40002, rtp) for at, rtp in packets])
+    return packets[-1][0] - packets[0][0]
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SipGateway]:
+    """A gateway on an ephemeral SIP port with RTP in this file's range (26500-26698)."""
+    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
+    rooms = RoomManager()
+    first = random.randrange(26500, 26600, 2)
+    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",),
+                                                         rtp_ports=(first, first + 98)))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+        await rooms.close()
+        telephony.close()
+
+
+def peak_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+async def test_callee_early_media_is_heard_and_its_digits_relayed_while_ringing(gw: SipGateway, tmp_path: Path) -> None:
+    pcap = tmp_path / "ivr.pcap"
+    length = tone_then_digits_pcap(pcap, "4#")
+    rooms = gw.rooms
+    seen: list[tuple[str, str, str]] = []  # (digit, from identity, callee's sip.callStatus then)
+    statuses: list[str] = []
+
+    def on_data(packet: models.DataPacket) -> None:
+        if packet.WhichOneof("value") == "sip_dtmf":
+            callee = rooms.participant("ivr", "callee")
+            status = callee.record.attributes.get("sip.callStatus", "") if callee else ""
+            seen.append((packet.sip_dtmf.digit, packet.participant_identity, status))
+
+    def on_participants(infos: list[models.ParticipantInfo]) -> None:
+        for info in infos:
+            status = info.attributes.get("sip.callStatus")
+            if info.identity == "callee" and status and (not statuses or statuses[-1] != status):
+                statuses.append(status)
+
+    agent = await rooms.join("ivr", "agent", endpoint=CallbackEndpoint(on_data=on_data, on_participants=on_participants))
+    with sipp(ivr_callee(str(pcap), int(length * 1000) + 1200), timeout=30) as callee:
+        await gw.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_ivr", address=f"127.0.0.1:{callee.port}", numbers=["+15550999"]))
+        await gw.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+            sip_trunk_id="ST_ivr", sip_call_to="service", room_name="ivr", participant_identity="callee",
+            play_dialtone=True))
+        sip = rooms.participant("ivr", "callee")
+        assert sip is not None
+        # the early media replaces our dial tone as the participant's track
+        await wait_for(lambda: [t.name for t in sip.record.tracks] == ["phone"], 10, "phone track published")
+        (call,) = gw.calls.values()
+        assert call.media is not None and call.media.state == "early"
+        await wait_for(lambda: call.media.stream.session.stats.rtp_received > 10, 5, "early RTP")
+        proxy = subscribe(sip.media[sip.record.tracks[0].sid])
+        chunks: list[np.ndarray] = []
+        try:
+            while sum(map(len, chunks)) < 8000 * 0.6:
+                frame = await asyncio.wait_for(proxy.recv(), 2)
+                chunks.append(frame.to_ndarray().reshape(-1))
+        finally:
+            proxy.stop()
+        heard = np.concatenate(chunks)[-2400:]
+        assert abs(peak_hz(heard, 8000) - TONE_HZ) <= 15
+        assert sip.record.attributes["sip.callStatus"] == "ringing"
+        await wait_for(lambda: len(seen) == 2, 10, "two early-media digits")
+        await wait_for(lambda: statuses[-1:] == ["active"], 10, "answered")
+        await rooms.remove_participant("ivr", "callee")
+        result = await callee.finished(20)
+    assert result.ok, result.report()
+    assert seen == [("4", "callee", "ringing"), ("#", "callee", "ringing")]
+    assert statuses[:3] == ["dialing", "ringing", "active"]
+    await agent.leave()
+
+
+async def test_early_media_then_busy_cleans_up(gw: SipGateway, tmp_path: Path) -> None:
+    pcap = tmp_path / "busy.pcap"
+    length = tone_then_digits_pcap(pcap, "1", tone_s=0.6)
+    with sipp(ivr_callee(str(pcap), int(length * 1000) + 300, final="486"), timeout=30) as callee:
+        await gw.store.put_outbound_trunk(sip_pb.SIPOutboundTrunkInfo(
+            sip_trunk_id="ST_busy", address=f"127.0.0.1:{callee.port}", numbers=["+15550999"]))
+        listener = await gw.rooms.join("busy", "agent", endpoint=CallbackEndpoint())
+        with pytest.raises(TelephonyError) as err:
+            await gw.create_sip_participant(sip_pb.CreateSIPParticipantRequest(
+                sip_trunk_id="ST_busy", sip_call_to="service", room_name="busy", wait_until_answered=True))
+        assert err.value.code == "resource_exhausted" and err.value.meta["sip_status_code"] == "486"
+        result = await callee.finished(20)
+    assert result.ok, result.report()
+    assert not gw.calls and gw.rooms.participant("busy", "sip_service") is None
+    # the early media's audio bridge went with the call (no room mix left behind)
+    assert not [key for key in audio_mixes if key[1] == "busy"]
+    await listener.leave()

@@ -1,0 +1,281 @@
+"""SIP headers <-> participant attributes, end to end with SIPp and the official livekit-api client.
+
+SIPp is the carrier: its scenarios send X- headers (INVITE inbound, 200 OK outbound) and check,
+with ``ereg ... check_it``, the headers roomtone sends (the INVITE, our 200 OK, the BYE); a check
+that fails marks the SIPp call failed, which the test asserts on. The room side is read from the
+room manager (the participant's attributes) and through livekit-api.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from livekit import api
+from livekit.api.twirp_client import TwirpError
+from livekit.protocol import sip as sip_pb
+
+from roomtone.api import install
+from roomtone.rooms import RoomManager
+from roomtone.rtc.tokens import TokenVerifier
+from roomtone.telephony.gateway import GatewayConfig, SipGateway
+from roomtone.telephony.service import Telephony
+from roomtone.telephony.store import SQLiteTelephonyStore
+from tests.phones.sipp import Sipp, sipp
+
+from ..api.conftest import start_server
+from .conftest import wait_for
+
+pytestmark = pytest.mark.interop
+
+KEY, SECRET = "APIheaders", "headers-secret-0123456789abcdefghij"
+
+_SDP = """v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=sipp
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
+
+_VARS: list[str] = []
+
+
+def _checks(present: list[str], absent: list[str] = ()) -> str:  # type: ignore[assignment]
+    """SIPp actions failing the call unless each regexp of ``present`` matches the message and
+    none of ``absent`` does. (SIPp refuses variables assigned and never read: :func:`_reference`.)"""
+    lines = []
+    for regexp, how in [(r, "check_it") for r in present] + [(r, "check_it_inverse") for r in absent]:
+        var = f"v{len(_VARS)}"
+        _VARS.append(var)
+        lines.append(f'      <ereg regexp="{regexp}" search_in="msg" {how}="true" assign_to="{var}"/>')
+    return "    <action>\n" + "\n".join(lines) + "\n    </action>\n"
+
+
+def _reference() -> str:
+    names = ",".join(_VARS)
+    _VARS.clear()
+    return f'  <Reference variables="{names}"/>\n'
+
+
+def _ok(extra: str = "") -> str:
+    return f"""SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: 0
+
+"""
+
+
+def callee_scenario(*, invite_present: list[str], invite_absent: list[str], ok_headers: str,
+                    bye_present: list[str]) -> str:
+    """A carrier answering our INVITE: checks its headers, answers 200 with ``ok_headers``, then
+    checks the BYE roomtone sends."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callee checking headers">
+  <recv request="INVITE">
+{_checks(invite_present, invite_absent)}  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
+{ok_headers}Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE">
+{_checks(bye_present)}  </recv>
+  <send><![CDATA[
+{_ok()}]]></send>
+  <timewait milliseconds="300"/>
+{_reference()}</scenario>
+"""
+
+
+def caller_scenario(*, invite_headers: str, ok_present: list[str], bye_present: list[str]) -> str:
+    """A carrier calling in with ``invite_headers``: checks our 200 OK, then the BYE we send."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="caller sending headers">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+{invite_headers}Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200">
+{_checks(ok_present)}  </recv>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv request="BYE">
+{_checks(bye_present)}  </recv>
+  <send><![CDATA[
+{_ok()}]]></send>
+  <timewait milliseconds="300"/>
+{_reference()}</scenario>
+"""
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SipGateway]:
+    """A gateway on an ephemeral SIP port with RTP in this file's range (26700-26998)."""
+    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
+    rooms = RoomManager()
+    first = random.randrange(26700, 26900, 2)
+    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",),
+                                                         rtp_ports=(first, first + 98)))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+        await rooms.close()
+        telephony.close()
+
+
+@pytest.fixture
+async def api_url(gw: SipGateway) -> AsyncIterator[str]:
+    app = web.Application()
+    install(app, verifier=TokenVerifier({KEY: SECRET}), rooms=gw.rooms, telephony=gw.telephony)
+    server = await start_server(app)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+async def test_outbound_headers_on_invite_200_ok_to_attributes_and_attributes_on_bye(
+        gw: SipGateway, api_url: str) -> None:
+    scenario = callee_scenario(
+        invite_present=["X-Trunk: t1", "X-Shared: req", "X-Req: r-1", "X-Crm-Id: c-7", "User-Agent: acme-dialer"],
+        invite_absent=["X-Shared: trunk", "User-Agent: roomtone"],
+        ok_headers="X-Account: acct-9\nX-Callee-Info: hello\nX-Callee-Info: again\nP-Other: no\n",
+        bye_present=["X-Crm-Id: c-8"],
+    )
+    with sipp(scenario, timeout=30) as callee:
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=api.SIPOutboundTrunkInfo(
+                name="carrier", address=f"127.0.0.1:{callee.port}", numbers=["+15550999"],
+                headers={"X-Trunk": "t1", "X-Shared": "trunk"},
+                headers_to_attributes={"x-account": "account"},
+                attributes_to_headers={"crm.id": "X-Crm-Id"},
+                include_headers=api.SIPHeaderOptions.SIP_X_HEADERS)))
+            await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="hdr",
+                participant_identity="callee", participant_attributes={"crm.id": "c-7"},
+                headers={"X-Shared": "req", "X-Req": "r-1", "User-Agent": "acme-dialer"},
+                wait_until_answered=True))
+            p = await lk.room.get_participant(api.RoomParticipantIdentity(room="hdr", identity="callee"))
+            attrs = dict(p.attributes)
+            assert attrs["sip.callStatus"] == "active"
+            assert attrs["account"] == "acct-9"  # headers_to_attributes, any case
+            assert attrs["sip.h.x-account"] == "acct-9" and attrs["sip.h.x-callee-info"] == "hello, again"
+            assert not [k for k in attrs if k.startswith("sip.h.") and not k.startswith("sip.h.x-")], attrs
+            # the attribute changes in the room; the BYE carries the value current then
+            await lk.room.update_participant(api.UpdateParticipantRequest(
+                room="hdr", identity="callee", attributes={"crm.id": "c-8"}))
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room="hdr", identity="callee"))
+        result = await callee.finished(20)
+    assert result.ok, result.report()
+    await wait_for(lambda: not gw.calls, 5, "call forgotten")
+
+
+@pytest.mark.parametrize("include", ["x", "all"])
+async def test_inbound_headers_to_attributes_and_attributes_to_bye(gw: SipGateway, include: str) -> None:
+    options = {"x": sip_pb.SIP_X_HEADERS, "all": sip_pb.SIP_ALL_HEADERS}[include]
+    await gw.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(
+        sip_trunk_id="ST_in", numbers=["+15550100"], include_headers=options,
+        headers={"X-Served-By": "roomtone-test"},
+        headers_to_attributes={"P-Asserted-Identity": "caller.pai", "x-customer-id": "customer"},
+        attributes_to_headers={"customer": "X-Customer-Echo", "agent.note": "X-Agent-Note"}))
+    await gw.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_in",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="inbound"))))
+    scenario = caller_scenario(
+        invite_headers=("X-Customer-Id: 42\nX-Tag: a\nX-Tag: b\n"
+                        "P-Asserted-Identity: <sip:+15550123@carrier.example>\n"),
+        ok_present=[],  # our 200 OK does not carry the trunk headers yet (answer_call takes none)
+        bye_present=["X-Customer-Echo: 42", "X-Agent-Note: vip"],
+    )
+    proc = Sipp(scenario, f"127.0.0.1:{gw.port}", service="+15550100", timeout=30)
+    try:
+        sip = await wait_for(lambda: gw.rooms.participant("inbound", "sip_15550123"), 10, "caller joined")
+        attrs = dict(sip.record.attributes)
+        assert attrs["customer"] == "42" and attrs["caller.pai"] == "<sip:+15550123@carrier.example>"
+        assert attrs["sip.h.x-customer-id"] == "42" and attrs["sip.h.x-tag"] == "a, b"
+        if include == "x":
+            assert not [k for k in attrs if k.startswith("sip.h.") and not k.startswith("sip.h.x-")], attrs
+        else:
+            assert attrs["sip.h.p-asserted-identity"] == "<sip:+15550123@carrier.example>"
+            assert attrs["sip.h.cseq"] == "1 INVITE" and "sip.h.from" in attrs and "sip.h.via" in attrs
+        await sip.update(attributes={"agent.note": "vip"})
+        await gw.rooms.remove_participant("inbound", "sip_15550123")
+        result = await proc.finished(20)
+    finally:
+        proc.close()
+    assert result.ok, result.report()
+
+
+async def test_header_injection_and_reserved_headers_are_invalid_argument(gw: SipGateway, api_url: str) -> None:
+    async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+        trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=api.SIPOutboundTrunkInfo(
+            address="127.0.0.1:9", numbers=["+15550999"], attributes_to_headers={"note": "X-Note"})))
+        bad = [
+            ({"headers": {"X-Evil": "a\r\nContact: <sip:attacker@example.com>"}}, "CR"),
+            ({"headers": {"X-Evil": "a\nb"}}, "LF"),
+            ({"headers": {"Contact": "<sip:x@example.com>"}}, "set by roomtone"),
+            ({"headers": {"X Bad": "1"}}, "token"),
+            ({"participant_attributes": {"note": "ok\r\nX-Injected: 1"}}, "CR"),
+        ]
+        for fields, words in bad:
+            with pytest.raises(TwirpError) as err:
+                await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                    sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="bad", **fields))
+            assert err.value.code == "invalid_argument", (fields, err.value)
+            assert words in err.value.message, (fields, err.value.message)
+        for info in (api.SIPOutboundTrunkInfo(address="127.0.0.1:9", numbers=["+1"], headers={"X-A": "1\r\n2"}),
+                     api.SIPOutboundTrunkInfo(address="127.0.0.1:9", numbers=["+1"],
+                                              attributes_to_headers={"a": "Call-ID"})):
+            with pytest.raises(TwirpError) as err:
+                await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=info))
+            assert err.value.code == "invalid_argument", err.value
+        with pytest.raises(TwirpError) as err:
+            await lk.sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(trunk=api.SIPInboundTrunkInfo(
+                numbers=["+15550100"], headers={"X-Served-By": "a\rb"})))
+        assert err.value.code == "invalid_argument" and "CR" in err.value.message
+    # nothing was dialled, nobody joined
+    assert not gw.calls and gw.rooms.participant("bad", "sip_service") is None
