@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from roomtone.media.call import CallOptions, MediaCall
+from roomtone.sip.ua import CallFailed
 from tests.waiting import wait_for
 
 from .endpoint import Pair
@@ -194,3 +195,52 @@ async def test_garbage_rtp_does_not_disturb_the_call():
         stats = callee.stream.session.stats
         assert stats.malformed + stats.unknown_payload_type + stats.foreign_source >= 50
         assert not callee.ended
+
+
+async def test_queue_dtmf_puts_the_first_event_packet_on_the_wire_before_returning():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        session = caller.stream.session
+        before = session.stats.events_sent
+        fut = caller.queue_dtmf("5", method="rfc4733")  # synchronous: no await in between
+        assert session.stats.events_sent == before + 1
+        assert not fut.done()
+        sent = await asyncio.wait_for(fut, 5)
+        assert (sent.digits, sent.method) == ("5", "rfc4733")
+        assert await collect(callee, 1) == [("5", "rfc4733")]
+        with pytest.raises(ValueError, match="unknown DTMF method"):
+            caller.queue_dtmf("1", method="smoke")
+        await caller.hangup()
+
+
+async def test_mixed_methods_keep_their_order_across_info():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        # (an in-band digit last: the receiver hears it only after its jitter buffer and detector,
+        # so an INFO sent right after it could overtake it there, though not at the sender)
+        plan = [("1", "rfc4733"), ("2", "info"), ("3", "rfc4733"), ("6", "info"), ("4", "inband")]
+        finished: list[str] = []
+        futs = []
+        for digit, method in plan:
+            fut = caller.queue_dtmf(digit, method=method, tone_ms=100, gap_ms=60)
+            fut.add_done_callback(lambda f, d=digit: finished.append(d))
+            futs.append(fut)
+        done = await asyncio.wait_for(asyncio.gather(*futs), 10)
+        assert [(d.digits, d.method) for d in done] == plan
+        assert finished == [d for d, _ in plan]
+        assert await collect(callee, 5) == plan
+        await caller.hangup()
+
+
+async def test_digits_still_queued_when_the_call_ends_fail_with_call_failed():
+    async with Pair() as p:
+        caller, callee = await p.call()
+        playing = caller.queue_dtmf("123", method="rfc4733", tone_ms=400)
+        behind_info = [caller.queue_dtmf("4", method="info"), caller.queue_dtmf("5", method="rfc4733")]
+        await asyncio.sleep(0.1)
+        await callee.hangup()
+        for fut in (playing, *behind_info):
+            with pytest.raises(CallFailed, match="call ended"):
+                await asyncio.wait_for(fut, 5)
+        with pytest.raises(CallFailed):
+            caller.queue_dtmf("1", method="rfc4733")

@@ -322,7 +322,10 @@ class MediaCall:
             earlier = [s.fut for s in self._media_sends]
             if earlier:
                 await asyncio.wait(earlier)
-            if send.fut.done():  # the call ended or cancel_dtmf() meanwhile
+            if send.fut.done():  # cancel_dtmf() meanwhile
+                continue
+            if self.ended:
+                send.fut.set_exception(CallFailed(481, f"call ended before the digits were sent ({self.end_reason})"))
                 continue
             try:
                 await self._send_info(send.steps, send.tone, send.gap)
