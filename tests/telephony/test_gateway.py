@@ -140,10 +140,38 @@ async def test_inband_trunk_mode_reaches_the_phone_as_tones(gateway: SipGateway,
         await asyncio.sleep(0.3)
         for code in (1, 5, 9, 11):
             agent.participant.publish_dtmf(code)
-        await asyncio.sleep(2.5)
+        # every relay's send has finished (the tones were played into the call's RTP), then
+        # 300 ms more audio so the phone's jitter buffer hands the last tone to its recorder
+        (call,) = gateway.calls.values()
+        bridge, stats = call.bridge, call.media.stream.session.stats
+        await wait_for(lambda: len(bridge.relayed_to_phone) == 4 and bridge._pending_sends == 0, 10,
+                       "four tones played to the phone")
+        sent = stats.rtp_sent
+        await wait_for(lambda: stats.rtp_sent >= sent + 15, 5, "300 ms of audio after the last tone")
         await asyncio.to_thread(phone.hangup)
         await asyncio.sleep(0.3)
     assert len(phone.dtmf) == 0  # no RFC 4733 or INFO: tones only
     samples, rate = read_wav(wav)
     pcm = (np.asarray(samples) * 32767).astype(np.int16)
     assert "".join(d.digit for d in detect(pcm, rate)) == "159#"
+
+
+async def test_individual_room_suffix_is_injectable(gateway: SipGateway) -> None:
+    """GatewayConfig.room_suffix replaces the random part of individual rooms (deterministic names)."""
+    from tests.phones.sipp import Sipp, uac_scenario
+
+    await gateway.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(sip_trunk_id="ST_ind", numbers=["+15550100"]))
+    await gateway.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_ind",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_individual=sip_pb.SIPDispatchRuleIndividual(room_prefix="call"))))
+    suffixes = iter(["first", "second"])
+    gateway.config.room_suffix = lambda: next(suffixes)
+    for expected in ("call_sipp_first", "call_sipp_second"):
+        proc = Sipp(uac_scenario(hold_ms=1500), f"127.0.0.1:{gateway.port}", service="+15550100", timeout=30)
+        try:
+            await wait_for(lambda room=expected: gateway.rooms.participant(room, "sip_sipp"), 10, f"caller in {expected}")
+            result = await proc.finished(20)
+        finally:
+            proc.close()
+        assert result.ok, result.report()
+        await wait_for(lambda: not gateway.calls, 5, "call ended")

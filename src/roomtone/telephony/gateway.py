@@ -62,7 +62,7 @@ from roomtone.sip.ua import CallFailed, CallState, UserAgent
 from roomtone.telephony import matching, pin, sip_headers
 from roomtone.telephony.audio import AudioBridge
 from roomtone.telephony.errors import TelephonyError
-from roomtone.telephony.ids import CALL_PREFIX, new_id
+from roomtone.telephony.ids import CALL_PREFIX, new_id, random_suffix
 from roomtone.telephony.options import TrunkOptions, trunk_options
 from roomtone.telephony.outbound import OutboundPlan, plan_outbound_call
 from roomtone.telephony.participant import BridgeOptions, SipParticipant
@@ -91,6 +91,8 @@ class GatewayConfig:
     prompt_dir: str | None = None
     #: gateway-wide defaults; a trunk's metadata options override them per call
     trunk_defaults: TrunkOptions = field(default_factory=TrunkOptions)
+    #: the random part of individual/callee dispatch room names (a fixed one for tests)
+    room_suffix: Callable[[], str] = random_suffix
 
 
 @dataclass(eq=False)
@@ -292,7 +294,7 @@ class SipGateway:
             rules = await self.store.list_dispatch_rules()
             rule = matching.match_dispatch_rule(trunk, rules, calling, called)
             decision = matching.evaluate_dispatch_rule(trunk, rule, call_id=call_id, calling=calling, called=called,
-                                                       extra_attributes=extra)
+                                                       extra_attributes=extra, room_suffix=self.config.room_suffix)
         except matching.NoDispatchMatch as exc:
             log.info("inbound call %s: %s", call_id, exc)
             await sip_call.reject(404, "No dispatch rule matched")
@@ -454,7 +456,7 @@ class SipGateway:
                         )
                         decision = matching.evaluate_dispatch_rule(
                             trunk, rule, call_id=active.call_id, calling=calling, called=called, pin=action.pin,
-                            extra_attributes=extra,
+                            extra_attributes=extra, room_suffix=self.config.room_suffix,
                         )
                         ok = not decision.request_pin
                     except (matching.NoDispatchMatch, matching.MatchConflict) as exc:

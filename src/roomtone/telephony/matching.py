@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from livekit.protocol.sip import SIPDispatchRuleInfo, SIPInboundTrunkInfo, SIPOutboundTrunkInfo
@@ -351,8 +351,12 @@ def evaluate_dispatch_rule(
     called: str,
     pin: str = "",
     extra_attributes: Mapping[str, str] | None = None,
+    room_suffix: Callable[[], str] = random_suffix,
 ) -> DispatchDecision:
-    """Turn a matched rule into a room and participant identity (LiveKit EvaluateDispatchRule)."""
+    """Turn a matched rule into a room and participant identity (LiveKit EvaluateDispatchRule).
+
+    ``room_suffix`` makes the random part of individual/callee room names (injectable so tests
+    and deployments that want predictable names can choose it)."""
     trunk_id = trunk.sip_trunk_id if trunk is not None else ""
     kind, room, rule_pin = rule_room_and_pin(rule)
     if rule_pin and not pin:
@@ -377,11 +381,11 @@ def evaluate_dispatch_rule(
         if rule.rule.dispatch_rule_individual.no_randomness:
             room = f"{room}_{shown}"
         else:
-            room = f"{room}_{shown}_{random_suffix()}"
+            room = f"{room}_{shown}_{room_suffix()}"
     elif kind == "callee":
         room = f"{room}_{called}" if room else called
         if rule.rule.dispatch_rule_callee.randomize:
-            room += "_" + random_suffix()
+            room += "_" + room_suffix()
     return DispatchDecision(
         rule_id=rule.sip_dispatch_rule_id,
         trunk_id=trunk_id,
