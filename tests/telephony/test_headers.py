@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from html import escape
 
 import pytest
 from aiohttp import web
@@ -55,7 +56,7 @@ def _checks(present: list[str], absent: list[str] = ()) -> str:  # type: ignore[
     for regexp, how in [(r, "check_it") for r in present] + [(r, "check_it_inverse") for r in absent]:
         var = f"v{len(_VARS)}"
         _VARS.append(var)
-        lines.append(f'      <ereg regexp="{regexp}" search_in="msg" {how}="true" assign_to="{var}"/>')
+        lines.append(f'      <ereg regexp="{escape(regexp)}" search_in="msg" {how}="true" assign_to="{var}"/>')
     return "    <action>\n" + "\n".join(lines) + "\n    </action>\n"
 
 
@@ -108,8 +109,15 @@ Content-Length: [len]
 """
 
 
-def caller_scenario(*, invite_headers: str, ok_present: list[str], bye_present: list[str]) -> str:
-    """A carrier calling in with ``invite_headers``: checks our 200 OK, then the BYE we send."""
+def caller_scenario(*, invite_headers: str, ok_present: list[str], bye_present: list[str],
+                    refer_present: list[str] | None = None) -> str:
+    """A carrier calling in with ``invite_headers``: checks our 200 OK, then (``refer_present``)
+    a REFER we send, answered 202, then the BYE we send."""
+    refer = "" if refer_present is None else f"""  <recv request="REFER">
+{_checks(refer_present)}  </recv>
+  <send><![CDATA[
+{_ok().replace("200 OK", "202 Accepted")}]]></send>
+"""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller sending headers">
   <send retrans="500"><![CDATA[
@@ -141,7 +149,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-  <recv request="BYE">
+{refer}  <recv request="BYE">
 {_checks(bye_present)}  </recv>
   <send><![CDATA[
 {_ok()}]]></send>
@@ -279,3 +287,33 @@ async def test_header_injection_and_reserved_headers_are_invalid_argument(gw: Si
         assert err.value.code == "invalid_argument" and "CR" in err.value.message
     # nothing was dialled, nobody joined
     assert not gw.calls and gw.rooms.participant("bad", "sip_service") is None
+
+
+async def test_transfer_refer_carries_request_headers_and_mapped_attributes(gw: SipGateway, api_url: str) -> None:
+    await gw.store.put_inbound_trunk(sip_pb.SIPInboundTrunkInfo(
+        sip_trunk_id="ST_x", numbers=["+15550100"], attributes_to_headers={"crm.id": "X-Crm-Id"}))
+    await gw.store.put_dispatch_rule(sip_pb.SIPDispatchRuleInfo(
+        sip_dispatch_rule_id="SDR_x",
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_direct=sip_pb.SIPDispatchRuleDirect(room_name="xfer")),
+        attributes={"crm.id": "c-1"}))
+    scenario = caller_scenario(
+        invite_headers="", ok_present=[],
+        refer_present=["Refer-To: <sip:desk@example.com>", "X-Transfer-Reason: after-hours", "X-Crm-Id: c-1"],
+        bye_present=["X-Crm-Id: c-1"])
+    proc = Sipp(scenario, f"127.0.0.1:{gw.port}", service="+15550100", timeout=30)
+    try:
+        await wait_for(lambda: gw.rooms.participant("xfer", "sip_15550123"), 10, "caller joined")
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            with pytest.raises(TwirpError) as err:
+                await lk.sip.transfer_sip_participant(api.TransferSIPParticipantRequest(
+                    room_name="xfer", participant_identity="sip_15550123", transfer_to="sip:desk@example.com",
+                    headers={"X-Transfer-Reason": "a\r\nBye: now"}))
+            assert err.value.code == "invalid_argument" and "CR" in err.value.message
+            await lk.sip.transfer_sip_participant(api.TransferSIPParticipantRequest(
+                room_name="xfer", participant_identity="sip_15550123", transfer_to="sip:desk@example.com",
+                headers={"X-Transfer-Reason": "after-hours"}))
+        result = await proc.finished(20)
+    finally:
+        proc.close()
+    assert result.ok, result.report()
+    await wait_for(lambda: gw.rooms.participant("xfer", "sip_15550123") is None, 5, "participant left")
