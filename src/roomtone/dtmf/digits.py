@@ -89,18 +89,23 @@ class Pause:
 
 Step = Tone | Pause
 
+#: every accepted character -> its step; steps are immutable, so one instance each is shared.
+_STEP_FOR_CHAR: dict[str, Step] = {ch: Tone(code) for ch, code in _CHAR_TO_CODE.items()}
+_STEP_FOR_CHAR.update({ch: Pause(seconds) for ch, seconds in PAUSES.items()})
+
 
 def parse_sequence(text: str) -> list[Step]:
     """Parse ``"12w3#"`` into tones and pauses. Raises :class:`DtmfError` naming a bad character.
 
     Whitespace is ignored so that users can write ``"123 456"``.
     """
+    if len(text) == 1 and text in _STEP_FOR_CHAR:  # the usual case (a relayed key press)
+        return [_STEP_FOR_CHAR[text]]
     steps: list[Step] = []
     for index, ch in enumerate(text):
-        if ch in PAUSES:
-            steps.append(Pause(PAUSES[ch]))
-        elif ch in _CHAR_TO_CODE:
-            steps.append(Tone(_CHAR_TO_CODE[ch]))
+        step = _STEP_FOR_CHAR.get(ch)
+        if step is not None:
+            steps.append(step)
         elif ch in " \t":
             continue
         else:
@@ -118,8 +123,7 @@ def interpret_sip_dtmf(code: int, digit: str) -> list[Step]:
     and a disagreement with the code is logged.
     """
     if not digit:
-        digit_for(code)  # validates, raising DtmfError naming the code
-        return [Tone(code)]
+        return [_STEP_FOR_CHAR[digit_for(code)]]  # digit_for validates, naming a bad code
     steps = parse_sequence(digit)
     if not steps:
         raise DtmfError(f"DTMF digit string {digit!r} contains no digits")

@@ -294,7 +294,10 @@ class Sender:
             text = CANONICAL[digits]
         else:
             steps = list(digits)
-            text = "".join(s.digit if isinstance(s, Tone) else f"<{s.seconds}s>" for s in steps)
+            if len(steps) == 1 and isinstance(steps[0], Tone):
+                text = steps[0].digit
+            else:
+                text = "".join(s.digit if isinstance(s, Tone) else f"<{s.seconds}s>" for s in steps)
         if tone_ms is not None and tone_ms <= 0:
             raise ValueError("tone length must be positive")
         if volume is not None and not 0 <= volume <= 63:

@@ -230,7 +230,7 @@ class MediaCall:
         codes = {s.code for s in steps if isinstance(s, Tone)}
         early = self.sip.state is not CallState.ESTABLISHED and not self.ended
         if wanted == "auto":
-            if self.telephone_event and codes <= set(self.negotiated.telephone_events):
+            if self.telephone_event and codes <= self.negotiated.telephone_events:
                 return "rfc4733"
             if self.peer_allows_info and not early:
                 return "info"
@@ -241,7 +241,7 @@ class MediaCall:
         if wanted == "rfc4733":
             if not self.telephone_event:
                 raise ValueError("telephone-event was not negotiated on this call; use info or inband")
-            missing = codes - set(self.negotiated.telephone_events)
+            missing = codes - self.negotiated.telephone_events
             if missing:
                 raise ValueError(f"the peer's telephone-event range does not include {sorted(missing)}")
         if wanted == "info" and early:
@@ -281,7 +281,8 @@ class MediaCall:
         if chosen != "info" and not self.stream.session.send_enabled:
             raise ValueError(f"the peer holds the call (direction {self.negotiated.direction}): "
                              f"{chosen} digits would not be heard; use info")
-        text = "".join(s.digit if isinstance(s, Tone) else "" for s in steps)
+        text = steps[0].digit if len(steps) == 1 and isinstance(steps[0], Tone) else (
+            "".join(s.digit if isinstance(s, Tone) else "" for s in steps))
         send = _Send(steps, chosen, tone, gap, vol, text, asyncio.get_running_loop().create_future())
         if chosen != "info" and not self._waiting and (self._sender is None or self._sender.done()):
             self._queue_media(send)  # the media session keeps these in order by itself

@@ -730,7 +730,7 @@ class RoomManager:
         except Exception:
             log.exception("room %s: endpoint of %s (%s) failed in %s", p.room_name, p.identity, p.sid, fn.__name__)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             self.spawn(result, f"endpoint of {p.identity} ({p.sid}) in {fn.__name__}")
 
     def spawn(self, coro: Awaitable[Any], what: str = "room task") -> None:

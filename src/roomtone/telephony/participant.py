@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from livekit.protocol import models
 
 from roomtone.aio import start_eagerly
-from roomtone.dtmf.digits import DtmfError, interpret_sip_dtmf
+from roomtone.dtmf.digits import DtmfError, Tone, interpret_sip_dtmf
 from roomtone.rooms import Participant, ParticipantKind, RoomManager
 from roomtone.telephony.matching import ATTR_CALL_STATUS
 from roomtone.telephony.relay import DTMF_TOPIC, dtmf_detail, relay_to_phone
@@ -183,7 +183,10 @@ class SipParticipant:
                 MAX_PENDING_SENDS,
             )
             return
-        digits = "".join(getattr(s, "digit", "") or _pause_char(s) for s in steps)
+        if len(steps) == 1 and isinstance(steps[0], Tone):  # the usual packet: one digit
+            digits = steps[0].digit
+        else:
+            digits = "".join(getattr(s, "digit", "") or _pause_char(s) for s in steps)
         log.info("call %s: DTMF %r from %s -> phone", self.call_id, digits, packet.participant_identity)
         self.relayed_to_phone.append(digits)
         # queued here and now, not in a task: with many calls a task per digit waits behind all

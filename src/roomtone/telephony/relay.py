@@ -23,7 +23,7 @@ The digits come from :func:`roomtone.dtmf.digits.interpret_sip_dtmf`: an empty `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from livekit.protocol import models
@@ -37,11 +37,14 @@ class RelayDecision:
     reason: str = ""
 
 
+_RELAY = RelayDecision(True)  # the common answer, built once (this runs for every relayed digit)
+
+
 def relay_to_phone(
     packet: models.DataPacket,
     *,
     own_identity: str,
-    sip_identities: Iterable[str],
+    sip_identities: Collection[str],
     allow_sip_to_sip: bool = False,
 ) -> RelayDecision:
     """Should this routed packet be played to the phone of participant ``own_identity``?
@@ -56,9 +59,9 @@ def relay_to_phone(
     sender = packet.participant_identity
     if sender == own_identity:
         return RelayDecision(False, "sent by this participant")
-    if not allow_sip_to_sip and sender and sender in set(sip_identities):
+    if not allow_sip_to_sip and sender and sender in sip_identities:
         return RelayDecision(False, f"sent by SIP participant {sender} (SIP-to-SIP relay is disabled)")
-    return RelayDecision(True)
+    return _RELAY
 
 
 def dtmf_detail(
