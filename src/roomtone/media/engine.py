@@ -178,7 +178,7 @@ class MediaStream:
         except Exception as exc:
             self._fail(exc)
             return
-        if session._events or session._received_audio:
+        if (session._events and self.on_event is not None) or (session._received_audio and self.on_audio is not None):
             self._dispatch()
 
     def _rtcp_readable(self) -> None:
@@ -373,109 +373,119 @@ class MediaEngine:
         """One clock step for every stream (also callable from tests with a virtual ``now``).
 
         Per due stream: the session's send/RTCP/timeout half (:meth:`RtpSession.tick_head`), then
-        its jitter buffer output. Sessions with one whole G.711 frame due (nearly all, nearly always)
-        are decoded together, one table lookup over every call's payload; the rest take the
-        session's general playout. Then one detector pass per sample rate over everything decoded,
-        the second half of each session's tick, and its datagrams and callbacks.
+        its jitter buffer output. Sessions with exactly one whole G.711 frame due and nothing
+        buffered (nearly all, nearly always: the steady state) are decoded together, one table
+        lookup over every such call's payload into one matrix whose rows are their frames; the
+        rest take the session's general playout. Then one detector pass per sample rate over
+        everything decoded (the matrix as it is when every call is steady), the second half of
+        each session's tick, and its datagrams and callbacks.
         """
         streams = self.streams
         while True:
             due = [s for s in streams if s.session._next_tick <= now and not s.closed]
             if not due:
                 break
-            # a stream whose session raises is failed (logged, closed, its call told) and skipped
-            # in the later phases; every other stream carries on with this tick
-            failed: set[int] = set()
-            decoded: list[np.ndarray] = [_NO_AUDIO] * len(due)
-            # G.711 sessions' frames, decoded together: table id -> (table, payloads, members)
-            groups: dict[int, tuple[np.ndarray, list[bytes], list[tuple[int, list[JitterFrame], int]]]] = {}
-            for i, s in enumerate(due):
-                sess = s.session
-                try:
-                    sess.tick_head(sess._next_tick, now)
-                    frames = sess.jitter.pop(now)
-                    table = sess.decode_table
-                    if table is None or not frames:
-                        decoded[i] = sess.playout(now, frames)
+            self._tick_due(due, now)
+
+    def _tick_due(self, due: list[MediaStream], now: float) -> None:
+        # Phase 1: send half and jitter buffer output. A stream whose session raises is failed
+        # (logged, closed, its call told) and left out of the later phases; every other stream
+        # carries on with this tick.
+        ok: list[MediaStream] = []
+        decoded: list[np.ndarray] = []
+        # steady G.711 streams: (table id, frame size) -> (table, positions in ok, their frames)
+        steady: dict[tuple[int, int], tuple[np.ndarray, list[int], list[JitterFrame]]] = {}
+        for s in due:
+            sess = s.session
+            try:
+                sess.tick_head(sess._next_tick, now)
+                frames = sess.jitter.pop(now)
+                table = sess.decode_table
+                if table is not None and len(frames) == 1:
+                    jf = frames[0]
+                    payload = jf.payload
+                    n = sess.frame_samples  # G.711: one byte per sample
+                    if payload is not None and len(payload) == n and len(sess._playout_buf) in (0, n):
+                        group = steady.get((id(table), n))
+                        if group is None:
+                            group = steady[(id(table), n)] = (table, [], [])
+                        group[1].append(len(ok))
+                        group[2].append(jf)
+                        ok.append(s)
+                        decoded.append(_NO_AUDIO)  # filled in below
                         continue
-                    size = sess.frame_samples  # G.711: one byte per sample
-                    if len(frames) == 1:
-                        payload = frames[0].payload
-                        if payload is None or len(payload) != size:
-                            decoded[i] = sess.playout(now, frames)
-                            continue
-                        payloads = [payload]
-                    else:
-                        payloads = [jf.payload for jf in frames if jf.payload is not None]  # type: ignore[misc]
-                        if any(len(p) != size for p in payloads):
-                            decoded[i] = sess.playout(now, frames)
-                            continue
+                pcm = sess.playout(now, frames)
+            except Exception as exc:
+                s._fail(exc)
+                continue
+            ok.append(s)
+            decoded.append(pcm)
+        # Phase 2: decode the steady streams' frames together and play each out whole: what
+        # RtpSession.playout does with one whole frame due and nothing buffered (it plays that
+        # frame) or exactly one frame buffered (left by an earlier hiccup: it plays the buffered
+        # frame and keeps the new one), inlined
+        matrix: np.ndarray | None = None
+        for table, where, jfs in steady.values():
+            payloads = b"".join([jf.payload for jf in jfs])  # type: ignore[misc]
+            m = table[np.frombuffer(payloads, dtype=np.uint8)].reshape(len(jfs), -1)
+            if len(steady) == 1 and len(jfs) == len(ok):
+                matrix = m  # every stream steady: the detector can take the matrix as it is
+            n = m.shape[1]
+            for i, jf, row in zip(where, jfs, m, strict=True):
+                sess = ok[i].session
+                sess._ts_anchor = (jf.timestamp, sess._dec_pos)
+                sess._dec_pos += n
+                sess._play_pos += n
+                buffered = sess._playout_buf
+                if len(buffered):
+                    sess._played_frame = buffered
+                    sess._playout_buf = row
+                else:
+                    sess._played_frame = row
+                decoded[i] = row
+        # Phase 3: in-band detection (one bank pass per sample rate) and the second half of the tick
+        failed: set[int] = set()
+        batched: dict[int, list[int]] = {}
+        for i, s in enumerate(ok):
+            if s._bank_slot is not None:
+                batched.setdefault(s.session.codec.sample_rate, []).append(i)
+                continue
+            sess = s.session
+            try:
+                events = sess._detector.process(decoded[i]) if sess._detector is not None else []
+                sess.finish_tick(decoded[i], events, now)
+            except Exception as exc:
+                failed.add(i)
+                s._fail(exc)
+        for rate, idx in batched.items():
+            slots = [ok[i]._bank_slot for i in idx]
+            try:
+                frames_in = matrix if matrix is not None and len(idx) == len(ok) else [decoded[i] for i in idx]
+                results = self._banks[rate].process_sparse(slots, frames_in)  # type: ignore[arg-type]
+            except Exception:  # not one stream's fault: this tick's detection is lost for all
+                log.exception("in-band detection pass at %d Hz failed", rate)
+                results = {}
+            no_events: list[tuple[str, int, int, int]] = []
+            for j, i in enumerate(idx):
+                try:
+                    ok[i].session.finish_tick(decoded[i], results.get(j, no_events), now)
                 except Exception as exc:
                     failed.add(i)
-                    s._fail(exc)
-                    continue
-                group = groups.get(id(table))
-                if group is None:
-                    group = groups[id(table)] = (table, [], [])
-                group[1].extend(payloads)
-                group[2].append((i, frames, len(payloads)))
-            for table, payloads, members in groups.values():
-                rows = (list(table[np.frombuffer(b"".join(payloads), dtype=np.uint8)].reshape(len(payloads), -1))
-                        if payloads else [])
-                r = 0
-                for i, frames, count in members:
-                    sess = due[i].session
+                    ok[i]._fail(exc)
+        # Phase 4: datagrams and callbacks
+        for i, s in enumerate(ok):
+            if failed and i in failed:
+                continue
+            sess = s.session
+            out = sess._out
+            if out:
+                if len(out) == 1 and not out[0][2] and s._rtp is not None:
+                    sess._out = []  # one RTP packet: the usual tick
                     try:
-                        if not payloads:  # only lost frames
-                            decoded[i] = sess.playout(now, frames, [])
-                        elif count == 1 and len(frames) == 1 and sess.play_whole(frames[0], rows[r]):
-                            decoded[i] = rows[r]
-                        else:
-                            decoded[i] = sess.playout(now, frames, rows[r:r + count])
-                    except Exception as exc:
-                        failed.add(i)
-                        due[i]._fail(exc)
-                    r += count
-            batched: dict[int, list[int]] = {}
-            for i, s in enumerate(due):
-                if i in failed:
-                    continue
-                if s._bank_slot is not None:
-                    batched.setdefault(s.session.codec.sample_rate, []).append(i)
-                    continue
-                sess = s.session
-                try:
-                    events = sess._detector.process(decoded[i]) if sess._detector is not None else []
-                    sess.finish_tick(decoded[i], events, now)
-                except Exception as exc:
-                    failed.add(i)
-                    s._fail(exc)
-            for rate, idx in batched.items():
-                try:
-                    results = self._banks[rate].process([due[i]._bank_slot for i in idx],  # type: ignore[misc]
-                                                        [decoded[i] for i in idx])
-                except Exception:  # not one stream's fault: this tick's detection is lost for all
-                    log.exception("in-band detection pass at %d Hz failed", rate)
-                    results = [[] for _ in idx]
-                for i, events in zip(idx, results, strict=True):
-                    try:
-                        due[i].session.finish_tick(decoded[i], events, now)
-                    except Exception as exc:
-                        failed.add(i)
-                        due[i]._fail(exc)
-            for i, s in enumerate(due):
-                if i in failed:
-                    continue
-                sess = s.session
-                out = sess._out
-                if out:
-                    if len(out) == 1 and not out[0][2] and s._rtp is not None:
-                        sess._out = []  # one RTP packet: the usual tick
-                        try:
-                            s._rtp.sendto(out[0][0], out[0][1])
-                        except OSError as exc:
-                            _dropped_send(s, exc)
-                    else:
-                        s._flush()
-                if sess._events or sess._received_audio:
-                    s._dispatch()
+                        s._rtp.sendto(out[0][0], out[0][1])
+                    except OSError as exc:
+                        _dropped_send(s, exc)
+                else:
+                    s._flush()
+            if (sess._events and s.on_event is not None) or (sess._received_audio and s.on_audio is not None):
+                s._dispatch()

@@ -97,8 +97,12 @@ class _Chunk:
         self.size = size
         self.fed = np.zeros(size, dtype=np.int64)  # samples fed per channel so far
         self.base = np.zeros(size, dtype=np.int64)  # stream start of the slot's current owner
-        self.owner = [False] * size
-        self.quiet = [0] * size  # ticks of silence fed since the slot was freed
+        self.owner = np.zeros(size, dtype=bool)
+        self.owned = 0  # owner.sum()
+        # ticks of silence fed since the slot was freed (QUARANTINE_TICKS: settled; never owned
+        # slots start settled)
+        self.quiet = np.zeros(size, dtype=np.int64)
+        self.settling = 0  # free slots not yet settled
 
 
 class InbandBank:
@@ -108,6 +112,10 @@ class InbandBank:
     fixed-size chunks of channels. A freed channel is fed silence for a few ticks (its state settles,
     any digit left sounding ends and is discarded) before a new call may take it; the new call's
     sample indices are counted from when it joined.
+
+    The per-tick bookkeeping is array arithmetic per chunk (owners, settling counters, the block
+    built by one fancy-indexed copy), not Python per channel: at a thousand calls the detector's
+    own numpy work is then most of what a tick of detection costs.
     """
 
     CHUNK = 64
@@ -119,47 +127,77 @@ class InbandBank:
         self._chunks: list[_Chunk] = []
 
     def add(self) -> int:
+        q = self.QUARANTINE_TICKS
         for ci, c in enumerate(self._chunks):
-            for ch in range(c.size):
-                if not c.owner[ch] and c.quiet[ch] >= self.QUARANTINE_TICKS:
-                    c.owner[ch] = True
-                    c.base[ch] = c.fed[ch]
-                    return ci * self.chunk + ch
+            if c.owned == c.size:
+                continue
+            free = np.flatnonzero(~c.owner & (c.quiet >= q))
+            if len(free):
+                ch = int(free[0])
+                c.owner[ch] = True
+                c.owned += 1
+                c.base[ch] = c.fed[ch]
+                return ci * self.chunk + ch
         c = _Chunk(self.chunk, self.sample_rate)
-        c.quiet = [self.QUARANTINE_TICKS] * c.size
+        c.quiet[:] = q
         self._chunks.append(c)
         c.owner[0] = True
+        c.owned = 1
         return (len(self._chunks) - 1) * self.chunk
 
     def remove(self, slot: int) -> None:
         c = self._chunks[slot // self.chunk]
-        c.owner[slot % self.chunk] = False
-        c.quiet[slot % self.chunk] = 0
+        ch = slot % self.chunk
+        if c.owner[ch]:
+            c.owned -= 1
+        c.owner[ch] = False
+        if c.quiet[ch] >= self.QUARANTINE_TICKS:
+            c.settling += 1
+        c.quiet[ch] = 0
 
-    def process(self, slots: list[int], frames: list[np.ndarray]) -> list[list[InbandReport]]:
+    def process(self, slots: list[int], frames: list[np.ndarray] | np.ndarray) -> list[list[InbandReport]]:
         """Feed one frame per listed slot (all the same length); events per slot, in order."""
         results: list[list[InbandReport]] = [[] for _ in slots]
-        by_chunk: dict[int, list[int]] = {}
-        for i, slot in enumerate(slots):
-            by_chunk.setdefault(slot // self.chunk, []).append(i)
-        n = len(frames[0]) if frames else 0
+        for i, reports in self.process_sparse(slots, frames).items():
+            results[i] = reports
+        return results
+
+    def process_sparse(self, slots: list[int], frames: list[np.ndarray] | np.ndarray,
+                       ) -> dict[int, list[InbandReport]]:
+        """:meth:`process`, returning only the slots that have events: ``{index in slots: reports}``.
+
+        ``frames`` may be a 2-D array (one row per slot): the engine's decoded G.711 matrix.
+        """
+        results: dict[int, list[InbandReport]] = {}
+        if not self._chunks:
+            return results
+        k = len(slots)
+        n = len(frames[0]) if k else 0
+        if isinstance(frames, np.ndarray) and frames.ndim == 2:
+            uniform = True
+            mat: np.ndarray | None = frames
+        else:
+            uniform = all(len(f) == n for f in frames)
+            mat = np.asarray(frames, dtype=np.int16).reshape(k, n) if uniform and k else None
+        slot_arr = np.asarray(slots, dtype=np.int64)
+        chunk_of = slot_arr // self.chunk
+        q = self.QUARANTINE_TICKS
         for ci, c in enumerate(self._chunks):
-            idx = by_chunk.get(ci)
-            if idx is None and all(q >= self.QUARANTINE_TICKS for q, o in zip(c.quiet, c.owner, strict=True)
-                                   if not o):
+            sel = np.flatnonzero(chunk_of == ci)
+            if not len(sel) and not c.settling:
                 continue  # nothing to feed and nothing settling
-            channel_of = {slots[i] % self.chunk: i for i in (idx or [])}
-            uniform = all(len(frames[i]) == n for i in (idx or []))
-            silent_ok = len(channel_of) == sum(c.owner)  # every live channel has a frame
             if uniform and n == 0:
                 continue  # nothing new anywhere (the detector bank must not be fed empty blocks)
-            if uniform and silent_ok:
+            chs = slot_arr[sel] - ci * self.chunk
+            if uniform and len(sel) == c.owned:  # every live channel has a frame
                 block = np.zeros((c.size, n), dtype=np.int16)
-                for ch, i in channel_of.items():
-                    block[ch] = frames[i]
+                if len(sel):
+                    assert mat is not None
+                    block[chs] = mat[sel]
                 events = c.bank.feed(block)
-                fed = np.full(c.size, n, dtype=np.int64)
+                c.fed += n
             else:
+                channel_of = dict(zip(chs.tolist(), sel.tolist(), strict=True))
                 ragged: list[np.ndarray | None] = []
                 fed = np.zeros(c.size, dtype=np.int64)
                 for ch in range(c.size):
@@ -172,12 +210,15 @@ class InbandBank:
                     last = ragged[-1]
                     fed[ch] = 0 if last is None else len(last)
                 events = c.bank.feed(ragged)
-            c.fed += fed
-            for ch in range(c.size):
-                if not c.owner[ch] and c.quiet[ch] < self.QUARANTINE_TICKS:
-                    c.quiet[ch] += 1
-            for ev in events:
-                target = channel_of.get(ev.channel)
-                if target is not None and c.owner[ev.channel]:
-                    results[target].append(_report(ev, int(c.base[ev.channel])))
+                c.fed += fed
+            if c.settling:
+                unsettled = ~c.owner & (c.quiet < q)
+                c.quiet[unsettled] += 1
+                c.settling = int(np.count_nonzero(~c.owner & (c.quiet < q)))
+            if events:
+                channel_of = dict(zip(chs.tolist(), sel.tolist(), strict=True))
+                for ev in events:
+                    target = channel_of.get(ev.channel)
+                    if target is not None and c.owner[ev.channel]:
+                        results.setdefault(target, []).append(_report(ev, int(c.base[ev.channel])))
         return results

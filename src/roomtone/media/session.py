@@ -494,7 +494,20 @@ class RtpSession:
                 stats = self.stats
                 stats.rtp_received += 1
                 stats.bytes_received += len(data)
-                reception.update(seq, ts, (now - self._started) * self._clock_rate)
+                # _ReceptionStats.update, inlined (same arithmetic)
+                reception.received += 1
+                max_seq = reception.max_seq
+                delta = (seq - max_seq) & 0xFFFF
+                if 0 < delta < 0x8000:
+                    if seq < max_seq:
+                        reception.cycles += 1 << 16
+                    reception.max_seq = seq
+                transit = (now - self._started) * self._clock_rate - ts
+                if reception.transit is not None:
+                    d = abs(transit - reception.transit)
+                    if d < 1 << 30:
+                        reception.jitter += (d - reception.jitter) / 16
+                reception.transit = transit
                 plen = len(data) - 12
                 if plen != self._dur_len:
                     self._dur_len, self._dur = plen, self.codec.payload_samples(plen) // self._spt
@@ -654,6 +667,20 @@ class RtpSession:
         ``("ended", code, start_sample, duration_samples)`` with indices in the decoded stream
         (counted from the first sample :meth:`tick_io` returned).
         """
+        if inband_events:
+            self._inband_events(inband_events, now)
+        frame = self._played_frame
+        if frame is None:
+            return
+        self._played_frame = None
+        if self._suppressor is not None:
+            frame = self._suppressor.process(frame)
+        received = self._received_audio
+        if len(received) == received.maxlen:
+            self.stats.audio_frames_dropped += 1
+        received.append(frame)
+
+    def _inband_events(self, inband_events: list[tuple[str, int, int, int]], now: float) -> None:
         rate = self.codec.sample_rate
         end_pos = self._dec_pos  # decoded index just after this tick's audio
         for kind, code, start, length in inband_events:
@@ -671,15 +698,6 @@ class RtpSession:
                 if self._suppressor is not None:
                     self._suppressor.close(played, played + length)
                 self._emit_end(code, "inband", start_time, length / rate, None)
-        frame = self._played_frame
-        if frame is None:
-            return
-        self._played_frame = None
-        if self._suppressor is not None:
-            frame = self._suppressor.process(frame)
-        if len(self._received_audio) == self._received_audio.maxlen:
-            self.stats.audio_frames_dropped += 1
-        self._received_audio.append(frame)
 
     # ------------------------------------------------------------------ internals: sending
     def _next_out_frame(self) -> np.ndarray | None:
