@@ -10,9 +10,10 @@ in-band DTMF detector over all sessions' audio in one numpy pass
 timers would cost more than the audio.
 
 Why raw sockets instead of asyncio datagram endpoints: a media server spends most of its time on
-per-packet overhead. Each socket is registered with ``loop.add_reader`` and read with one
-``recvfrom`` per readiness callback straight into the session; each tick sends with
-``socket.sendto`` directly. That skips the transport/protocol layers (buffering, flow control,
+per-packet overhead. Each socket is watched for readiness (one engine-wide epoll set on Linux,
+itself a single ``loop.add_reader``; ``loop.add_reader`` per socket elsewhere) and read with one
+``recvfrom_into`` per readiness straight into the session; each tick sends with ``socket.sendto``
+directly. That skips the transport/protocol layers (buffering, flow control,
 closing checks) that asyncio adds to every datagram and that a fixed-rate RTP stream never needs.
 Errors never raise: a refused or dropped send is counted in :attr:`MediaStream.send_errors`.
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -162,9 +164,11 @@ class MediaStream:
     def _rtp_readable(self) -> None:
         # one datagram per readiness callback: the selector is level-triggered, so a second queued
         # datagram calls us again, and the steady state (one packet per 20 ms) never pays for a
-        # failing recvfrom and its exception
+        # failing recvfrom and its exception. recvfrom_into the engine's buffer and one exact copy
+        # out: recvfrom would allocate 2 KB and shrink it for every datagram (~0.4 µs more).
+        engine = self.engine
         try:
-            data, addr = self._rtp.recvfrom(_RECV_SIZE)  # type: ignore[union-attr]
+            size, addr = self._rtp.recvfrom_into(engine._recv_buf)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # ICMP errors of earlier sends surface on the next read
@@ -172,9 +176,10 @@ class MediaStream:
             return
         if self.closed:
             return
+        data = bytes(engine._recv_view[:size])
         session = self.session
         try:
-            session.receive_rtp(data, addr if len(addr) == 2 else addr[:2], self.engine._loop_time())
+            session.receive_rtp(data, addr if len(addr) == 2 else addr[:2], engine._loop_time())
         except Exception as exc:
             self._fail(exc)
             return
@@ -258,11 +263,9 @@ class MediaStream:
         self.engine._remove(self)
         if self._rtp is None and self._rtcp is None:
             return  # released already
-        loop = self.engine._loop
         for sock in (self._rtp, self._rtcp):
             if sock is not None:
-                if loop is not None and not loop.is_closed():
-                    loop.remove_reader(sock.fileno())
+                self.engine._unwatch(sock.fileno())
                 sock.close()
         self._rtp = self._rtcp = None
         self.engine.ports.release(self.local[1])
@@ -286,6 +289,12 @@ class MediaEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_time: Callable[[], float] = time.monotonic
         self._loop_logged = False
+        self._recv_buf = bytearray(_RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buf)
+        # readiness of every stream's sockets through one epoll set of our own (see _watch)
+        self._poller: select.epoll | None = None
+        self._poller_loop: asyncio.AbstractEventLoop | None = None
+        self._readers: dict[int, Callable[[], None]] = {}
         self.tick_interval = 0.02
         self.ticks = 0
         self.late_ticks = 0  # ticks that started more than 10 ms late
@@ -310,10 +319,10 @@ class MediaEngine:
             self._loop_logged = True
             log.info("media engine on %s", loop_name(loop))
         try:
-            loop.add_reader(rtp_sock.fileno(), stream._rtp_readable)
-            loop.add_reader(rtcp_sock.fileno(), stream._rtcp_readable)
+            self._watch(loop, rtp_sock.fileno(), stream._rtp_readable)
+            self._watch(loop, rtcp_sock.fileno(), stream._rtcp_readable)
         except Exception:
-            loop.remove_reader(rtp_sock.fileno())
+            self._unwatch(rtp_sock.fileno())
             rtp_sock.close()
             rtcp_sock.close()
             self.ports.release(port)
@@ -325,6 +334,77 @@ class MediaEngine:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="roomtone-media-clock")
         return stream
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever ``fd`` is readable.
+
+        On Linux the engine keeps its own epoll set, itself one reader of the event loop: a wake-up
+        then costs one loop callback and one ``epoll.poll`` for every datagram that is waiting,
+        instead of one loop callback (handle, context, frame) per datagram; measured ~0.5 µs less
+        per packet at 500 calls. Elsewhere (no ``select.epoll``) each fd is a loop reader.
+        """
+        if not hasattr(select, "epoll"):
+            loop.add_reader(fd, callback)
+            return
+        if self._poller is None or self._poller_loop is not loop:
+            self._new_poller(loop)
+        assert self._poller is not None
+        self._poller.register(fd, select.EPOLLIN)
+        self._readers[fd] = callback
+
+    def _new_poller(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._close_poller()
+        poller = select.epoll()
+        try:
+            loop.add_reader(poller.fileno(), self._on_ready)
+        except Exception:
+            poller.close()
+            raise
+        self._poller, self._poller_loop = poller, loop
+        for fd in self._readers:  # streams opened on an earlier loop (tests): keep them watched
+            try:
+                poller.register(fd, select.EPOLLIN)
+            except OSError:
+                pass
+
+    def _close_poller(self) -> None:
+        poller, loop = self._poller, self._poller_loop
+        self._poller = self._poller_loop = None
+        if poller is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(poller.fileno())
+        poller.close()
+
+    def _unwatch(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            if self._poller is not None:
+                try:
+                    self._poller.unregister(fd)
+                except (OSError, ValueError):  # already closed
+                    pass
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(fd)
+
+    def _on_ready(self) -> None:
+        poller = self._poller
+        if poller is None:
+            return
+        try:
+            ready = poller.poll(0)
+        except OSError as exc:  # EINTR and the like: the loop calls us again while fds are ready
+            log.debug("media epoll: %s", exc)
+            return
+        readers = self._readers
+        for fd, _ in ready:
+            callback = readers.get(fd)
+            if callback is not None:  # None: closed by an earlier callback of this batch
+                try:
+                    callback()
+                except Exception:  # the callbacks isolate their stream; this is a last resort
+                    log.exception("media socket callback failed")
 
     def _bank(self, rate: int) -> InbandBank:
         bank = self._banks.get(rate)
@@ -349,6 +429,8 @@ class MediaEngine:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if not self._readers:
+            self._close_poller()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

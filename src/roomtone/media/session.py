@@ -749,8 +749,10 @@ class RtpSession:
             remote = self.remote
             if remote is not None and cfg.send_silence and self.send_enabled:
                 payload = self._silence_payload
-                if payload is None or self.codec.name == "G722":
-                    payload = self._silence_payload = self._encoder.encode(self._silence)
+                if payload is None:
+                    payload = self._encoder.encode(self._silence)
+                    if self.codec.name != "G722":  # G.722's encoder has state: encode each time
+                        self._silence_payload = payload
                 # _send_packet, inlined for the most frequent packet of all
                 self._out.append((_HEADER.pack(0x80, cfg.payload_type, self._seq, self._ts, self.ssrc) + payload,
                                   remote, False))
@@ -790,9 +792,12 @@ class RtpSession:
             if audio is not None:
                 self._send_packet(cfg.payload_type, self._encoder.encode(audio), False, self._ts)
             elif cfg.send_silence:
-                if self._silence_payload is None or self.codec.name == "G722":
-                    self._silence_payload = self._encoder.encode(self._silence)
-                self._send_packet(cfg.payload_type, self._silence_payload, False, self._ts)
+                payload = self._silence_payload
+                if payload is None:
+                    payload = self._encoder.encode(self._silence)
+                    if self.codec.name != "G722":  # G.722's encoder has state: encode each time
+                        self._silence_payload = payload
+                self._send_packet(cfg.payload_type, payload, False, self._ts)
         self._ts = (self._ts + self.frame_ticks) & 0xFFFFFFFF
 
     def _send_packet(self, pt: int, payload: bytes, marker: bool, ts: int) -> None:
