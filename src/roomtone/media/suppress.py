@@ -59,6 +59,9 @@ class ToneSuppressor:
                 frames.append(frame)
                 self._out_pos += n
                 return frames.popleft()
+        return self._process(frame)
+
+    def _process(self, frame: np.ndarray) -> np.ndarray:
         n = len(frame)
         spans = self._spans
         if self.delay_samples:
