@@ -21,6 +21,7 @@ SRC = Path(roomtone.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     "aio": 0,  # asyncio helpers with no roomtone imports, usable by every layer
+    "numeric": 0,  # number checks for untrusted text, no roomtone imports
     "dtmf": 1,
     "sip": 2,
     "media": 3,

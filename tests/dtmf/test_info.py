@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from roomtone.dtmf.digits import CANONICAL, DtmfError
@@ -102,6 +102,8 @@ def test_round_trip(code: int, duration: int) -> None:
 
 
 @given(st.text(max_size=60) | st.binary(max_size=60))
+@example("²")  # str.isdigit() is true for it, int() refuses it
+@example("Signal=5\r\nDuration=1²0\r\n")
 def test_garbage_never_raises(body: str | bytes) -> None:
     assert isinstance(parse_dtmf_relay(body), InfoDigit | InfoError)
     assert isinstance(parse_dtmf(body), InfoDigit | InfoError)

@@ -117,6 +117,10 @@ def test_lenient_parsing_lf_missing_t_unknown_lines_and_static_pts():
         ("v=0\r\no=- 1 2 IN IP4 h\r\ns=x\r\nnonsense\r\n", "not a type=value", 4),
         ("v=0\r\no=- 1 2 IN IP4 h\r\ns=x\r\nv=0\r\n", "repeated v=", 4),
         (b"v=0\r\n\xff\r\n", "not UTF-8", 0),
+        # digits str.isdigit() accepts and int() refuses (superscripts), or no SDP grammar allows
+        ("v=0\r\no=- 1 2 IN IP4 h\r\ns=x\r\nm=audio 4\u00b200 RTP/AVP 0\r\n", "bad media port", 4),
+        ("v=0\r\no=- 1 2 IN IP4 h\r\ns=x\r\nm=audio 5 RTP/AVP 0 \u00b9\r\n", "bad RTP payload", 4),
+        ("v=0\r\no=- 1 2 IN IP4 h\r\ns=x\r\nm=audio 5 RTP/AVP \u0663\r\n", "bad RTP payload", 4),
     ],
 )
 def test_malformed_descriptions_give_reasons(text, fragment, line):

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from roomtone.dtmf.digits import CANONICAL, FLASH, MAX_EVENT, DtmfError, code_for
+from roomtone.numeric import is_ascii_decimal
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _signal(value: str) -> int | InfoError:
     value = value.strip()
     if not value:
         return InfoError("empty DTMF signal")
-    if value.isdigit() and len(value) <= 2:
+    if is_ascii_decimal(value) and len(value) <= 2:
         code = int(value)
         if code <= MAX_EVENT:
             return code
@@ -113,7 +114,7 @@ def parse_dtmf_relay(body: bytes | str) -> InfoDigit | InfoError:
             if duration is not None:
                 return InfoError("dtmf-relay body has more than one Duration line")
             v = value.strip()
-            if not v.isdigit() or not 0 < int(v) <= MAX_DURATION_MS:
+            if not is_ascii_decimal(v) or not 0 < int(v) <= MAX_DURATION_MS:
                 return InfoError(f"dtmf-relay Duration {v[:20]!r} is not a whole number of ms in 1-{MAX_DURATION_MS}")
             duration = int(v)
         else:

@@ -28,6 +28,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from roomtone.numeric import is_ascii_decimal
+
 log = logging.getLogger(__name__)
 
 SIP_VERSION = "SIP/2.0"
@@ -971,7 +973,7 @@ def _content_length(head: bytes) -> int | None | str:
     found: int | None = None
     for raw in _CL_RE.findall(head):
         v = raw.strip()
-        if not v.isdigit() or len(v) > 9:
+        if not is_ascii_decimal(v) or len(v) > 9:
             return f"malformed Content-Length {v[:20]!r}"
         if found is not None and found != int(v):
             return "conflicting Content-Length headers"

@@ -36,6 +36,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from roomtone.numeric import is_ascii_decimal
+
 log = logging.getLogger(__name__)
 
 MAX_SDP = 64 * 1024
@@ -126,7 +128,7 @@ class Media:
         """Payload type -> (encoding, clock rate, channels), static types filled in (RFC 3551)."""
         out: dict[int, tuple[str, int, int]] = {}
         for fmt in self.formats:
-            if fmt.isdigit() and int(fmt) in STATIC_PAYLOAD_TYPES:
+            if is_ascii_decimal(fmt) and int(fmt) in STATIC_PAYLOAD_TYPES:
                 out[int(fmt)] = STATIC_PAYLOAD_TYPES[int(fmt)]
         for value in self.attribute_values("rtpmap"):
             parsed = _parse_rtpmap(value)
@@ -231,14 +233,14 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
 
 def _parse_rtpmap(value: str) -> tuple[int, tuple[str, int, int]] | None:
     head, _, rest = value.strip().partition(" ")
-    if not head.isdigit() or not (0 <= int(head) <= 127):
+    if not is_ascii_decimal(head) or not (0 <= int(head) <= 127):
         return None
     parts = rest.strip().split("/")
-    if len(parts) < 2 or not parts[0] or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0] or not is_ascii_decimal(parts[1]):
         return None
     channels = 1
     if len(parts) > 2:
-        if not parts[2].isdigit():
+        if not is_ascii_decimal(parts[2]):
             return None
         channels = int(parts[2])
     return int(head), (parts[0], int(parts[1]), channels)
@@ -337,7 +339,7 @@ def _parse(data: str | bytes) -> SessionDescription | SdpError:
             continue
         if kind == "o":
             parts = value.split()
-            if len(parts) != 6 or not parts[2].isdigit():
+            if len(parts) != 6 or not is_ascii_decimal(parts[2]):
                 return SdpError(f"bad origin line {value!r}", number)
             sd.origin = Origin(parts[0], parts[1], int(parts[2]), parts[3], parts[4], parts[5])
             seen_o = True
@@ -372,17 +374,17 @@ def _parse_media_line(value: str) -> Media | str:
     if len(parts) < 3:
         return f"bad media line {value!r}"
     port_text, _, count_text = parts[1].partition("/")
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not is_ascii_decimal(port_text) or int(port_text) > 65535:
         return f"bad media port {parts[1]!r}"
     count = None
     if count_text:
-        if not count_text.isdigit() or int(count_text) < 1:
+        if not is_ascii_decimal(count_text) or int(count_text) < 1:
             return f"bad media port count {parts[1]!r}"
         count = int(count_text)
     formats = parts[3:]
     if parts[2] in RTP_PROFILES or parts[2].startswith("RTP/"):
         for fmt in formats:
-            if not fmt.isdigit() or int(fmt) > 127:
+            if not is_ascii_decimal(fmt) or int(fmt) > 127:
                 return f"bad RTP payload type {fmt!r}"
     return Media(media=parts[0], port=int(port_text), proto=parts[2], formats=formats, port_count=count)
 
@@ -419,7 +421,7 @@ def parse_event_ranges(text: str | None) -> frozenset[int] | None:
     out: set[int] = set()
     for part in text.replace(" ", "").split(","):
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not is_ascii_decimal(lo) or (sep and not is_ascii_decimal(hi)):
             return None
         a, b = int(lo), int(hi) if sep else int(lo)
         if a > b or b > 255:
@@ -500,7 +502,7 @@ def _remote_ptime(sd: SessionDescription, m: Media) -> int:
     value = m.attribute("ptime")
     if value is None:
         value = next((v for k, v in sd.attributes if k == "ptime" and v), None)
-    if value and value.strip().split(".")[0].isdigit():
+    if value and is_ascii_decimal(value.strip().split(".")[0]):
         p = int(value.strip().split(".")[0])
         if 10 <= p <= 200:
             return p
@@ -516,7 +518,7 @@ def _rtcp_port(m: Media) -> int | None:
     value = m.attribute("rtcp")
     if value:
         head = value.split()[0]
-        if head.isdigit() and 0 < int(head) <= 65535:
+        if is_ascii_decimal(head) and 0 < int(head) <= 65535:
             return int(head)
     return m.port + 1 if m.port < 65535 else None
 
@@ -525,7 +527,7 @@ def _describe(m: Media) -> str:
     maps = m.rtpmap()
     names = []
     for fmt in m.formats:
-        info = maps.get(int(fmt)) if fmt.isdigit() else None
+        info = maps.get(int(fmt)) if is_ascii_decimal(fmt) else None
         names.append(f"{info[0]}/{info[1]}" if info else f"pt {fmt}")
     return ", ".join(names) or "no formats"
 
@@ -677,7 +679,7 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
             return Rejection(f"answer m-line {index + 1} is {am.media!r}, offered audio")
         if am.port == 0:
             continue
-        if am.proto != om.proto or not all(f.isdigit() for f in am.formats):
+        if am.proto != om.proto or not all(is_ascii_decimal(f) for f in am.formats):
             return Rejection(f"answer m-line {index + 1} changed the profile to {am.proto!r}")
         conn = answer.connection_for(am)
         if conn is None:

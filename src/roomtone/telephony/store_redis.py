@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from roomtone.numeric import is_ascii_decimal
 from roomtone.telephony.store import Direction, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class RedisTelephonyStore:
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
         self.location = redact(self.url)
         db = parts.path.strip("/")
-        if db and not db.isdigit():  # redis-py would silently fall back to database 0
+        if db and not is_ascii_decimal(db):  # redis-py would silently fall back to database 0
             raise StoreError(f"invalid Redis URL {self.location}: the path must be a database number, like /0")
         try:
             # Short timeouts and a single retry: an unreachable Redis should answer the API
