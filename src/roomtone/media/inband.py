@@ -154,7 +154,10 @@ class InbandBank:
                 ch = int(free[0])
                 c.owner[ch] = True
                 c.owned += 1
-                c.base[ch] = c.fed[ch]
+                # as good as new: nothing of the last owner (audio pending inside the bank when
+                # frames are not whole detector sub-blocks, state) reaches the new one
+                c.bank.reset_channels([ch])
+                c.fed[ch] = c.base[ch] = 0
                 return self._starts[ci] + ch
         size = min(self.max_chunk, max(self.chunk, self._capacity))
         c = _Chunk(size, self.sample_rate)
@@ -194,11 +197,13 @@ class InbandBank:
         k = len(slots)
         n = len(frames[0]) if k else 0
         if isinstance(frames, np.ndarray) and frames.ndim == 2:
-            uniform = True
             mat: np.ndarray | None = frames
+            lens = np.full(k, n, dtype=np.int64)
         else:
-            uniform = all(len(f) == n for f in frames)
-            mat = np.asarray(frames, dtype=np.int16).reshape(k, n) if uniform and k else None
+            mat = None
+            lens = np.fromiter((len(f) for f in frames), dtype=np.int64, count=k)
+        if not lens.any():
+            return results  # nothing new anywhere (the detector bank must not be fed empty blocks)
         slot_arr = np.asarray(slots, dtype=np.int64)
         if k and (slot_arr.min() < 0 or slot_arr.max() >= self._capacity):
             raise ValueError("no such detector slot")
@@ -208,31 +213,17 @@ class InbandBank:
             sel = np.flatnonzero(chunk_of == ci) if len(self._chunks) > 1 else np.arange(k)
             if not len(sel) and not c.settling:
                 continue  # nothing to feed and nothing settling
-            if uniform and n == 0:
-                continue  # nothing new anywhere (the detector bank must not be fed empty blocks)
             chs = slot_arr[sel] - self._starts[ci]
-            if uniform and len(sel) == c.owned:  # every live channel has a frame
+            sel_lens = lens[sel]
+            if len(sel) == c.owned and n and (sel_lens == n).all():
+                # every live channel has one frame of the same length: one block for the chunk
                 block = np.zeros((c.size, n), dtype=np.int16)
                 if len(sel):
-                    assert mat is not None
-                    block[chs] = mat[sel]
+                    block[chs] = mat[sel] if mat is not None else np.array([frames[i] for i in sel.tolist()])
                 events = c.bank.feed(block)
                 c.fed += n
             else:
-                channel_of = dict(zip(chs.tolist(), sel.tolist(), strict=True))
-                ragged: list[np.ndarray | None] = []
-                fed = np.zeros(c.size, dtype=np.int64)
-                for ch in range(c.size):
-                    if ch in channel_of:
-                        ragged.append(frames[channel_of[ch]])
-                    elif not c.owner[ch]:
-                        ragged.append(np.zeros(n, dtype=np.int16))
-                    else:
-                        ragged.append(None)
-                    last = ragged[-1]
-                    fed[ch] = 0 if last is None else len(last)
-                events = c.bank.feed(ragged)
-                c.fed += fed
+                events = self._feed_ragged(c, chs, sel, sel_lens, frames, n)
             if c.settling:
                 unsettled = ~c.owner & (c.quiet < q)
                 c.quiet[unsettled] += 1
@@ -244,3 +235,44 @@ class InbandBank:
                     if target is not None and c.owner[ev.channel]:
                         results.setdefault(target, []).append(_report(ev, int(c.base[ev.channel])))
         return results
+
+    @staticmethod
+    def _feed_ragged(c: _Chunk, chs: np.ndarray, sel: np.ndarray, sel_lens: np.ndarray,
+                     frames: list[np.ndarray] | np.ndarray, n: int) -> list[DtmfEvent]:
+        """A chunk whose channels got different amounts of audio this tick (a call whose jitter
+        buffer released no frame or two: after a late tick, at a call's start): listed channels
+        get their frames, free ones ``n`` samples of silence, live ones without a frame nothing.
+
+        When every amount is whole detector sub-blocks and nothing is pending inside the bank
+        (always so for 10/20/30 ms G.711 frames), the sub-block array that the bank's per-channel
+        path would assemble is built with one copy per distinct frame length and analysed
+        directly; that path's Python loop over every channel of the chunk (a few µs each, 512 in
+        a large chunk) made one late tick cost the next one milliseconds.
+        """
+        bank = c.bank
+        s = bank.block
+        free = ~c.owner
+        counts = np.zeros(c.size, dtype=np.int64)
+        counts[free] = n // s
+        counts[chs] = sel_lens // s
+        if n % s or (sel_lens % s).any() or bank._npending.any():
+            ragged: list[np.ndarray | None] = [None] * c.size
+            for ch in np.flatnonzero(free).tolist():
+                ragged[ch] = np.zeros(n, dtype=np.int16)
+            for ch, i in zip(chs.tolist(), sel.tolist(), strict=True):
+                ragged[ch] = frames[i]
+            fed = np.array([0 if x is None else len(x) for x in ragged], dtype=np.int64)
+            events = bank.feed(ragged)
+            c.fed += fed
+            return events
+        mmax = int(counts.max()) if c.size else 0
+        c.fed += counts * s
+        if mmax == 0:
+            return []
+        blocks = np.zeros((c.size, mmax, s), dtype=np.int16)
+        for length in np.unique(sel_lens).tolist():
+            if length:
+                pick = sel_lens == length
+                rows = np.array([frames[i] for i in sel[pick].tolist()], dtype=np.int16)
+                blocks[chs[pick], :length // s] = rows.reshape(-1, length // s, s)
+        return bank._process(blocks, counts)
