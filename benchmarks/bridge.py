@@ -13,17 +13,21 @@ roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured
 
 **phone -> room**: each phone's RTP socket sends an RFC 4733 *start* packet (marker set) to the
 call's RTP port; latency = until ``agent`` receives the ``sip_dtmf`` packet for that call.
-**room -> phone**: ``agent`` publishes ``sip_dtmf`` to one SIP participant; latency = until the
-first telephone-event packet for it reaches that phone's socket. The media session sends a digit's
-first event packet as soon as it is queued (``RtpSession.start_dtmf_now``; the rest of the event
-follows on the 20 ms media clock), so no tick wait is part of this figure any more; with N calls
-what remains is the burst of N digits handled one after another on one event loop.
+**room -> phone**: ``agent`` publishes ``sip_dtmf`` to one SIP participant; latency = from the start
+of the burst (all N ``publish_dtmf`` calls back to back, as N data packets arriving together are
+handled) to the kernel's receive stamp (``SO_TIMESTAMPNS``) of the first telephone-event packet on
+that phone's socket: when it reached the phone, not when this event loop got round to reading it.
+An idle call sends a digit's first event packet before ``publish_dtmf`` returns
+(``MediaCall.queue_dtmf``, ``RtpSession.start_dtmf_now``), so with N calls the figure is the
+relay chain's per-digit cost times the digit's place in the burst.
 
 With N calls every round fires all N at once (a burst), rounds 300 ms apart.
 
-**Anchor**, same run: one-way latency of a bare asyncio UDP datagram on loopback (sendto ->
-``datagram_received`` in the same loop), fired in the same burst sizes: the floor for any asyncio
-server that must receive one packet and react.
+**Anchors**, same run, bare asyncio UDP on loopback in the same burst sizes: for phone -> room, a
+datagram's one-way latency (sendto -> ``datagram_received`` in the same loop), the floor for any
+asyncio server that must receive one packet and react; for room -> phone, from the start of a burst
+of N ``sendto`` calls to each datagram's kernel receive stamp, the floor for putting N packets on
+the wire from one loop.
 
     python benchmarks/bridge.py                    # 1 and 100 calls, 30 rounds
     python benchmarks/bridge.py --calls 1,20 --rounds 10
