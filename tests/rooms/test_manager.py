@@ -46,6 +46,21 @@ async def test_dtmf_between_sip_and_standard_participants_in_order():
     await rooms.close()
 
 
+async def test_a_listener_gets_only_the_data_kinds_it_asked_for():
+    rooms = RoomManager()
+    agent, everything, tones_only = Recorder(), Recorder(), Recorder()
+    a = await rooms.join("r", "agent", endpoint=agent.endpoint())
+    await rooms.add_sip_participant("r", "phone1", on_data=everything.data.append)
+    await rooms.add_sip_participant("r", "phone2", on_data=tones_only.data.append, data_kinds={"sip_dtmf"})
+    a.publish_data(b"hello", topic="chat")
+    a.publish_dtmf(7)
+    a.publish_data(b"again")
+    assert [p.WhichOneof("value") for p in everything.data] == ["user", "sip_dtmf", "user"]
+    assert [p.WhichOneof("value") for p in tones_only.data] == ["sip_dtmf"]
+    assert tones_only.data[0].sip_dtmf.code == 7
+    await rooms.close()
+
+
 async def test_destinations_and_permission_drop_logged(caplog):
     rooms = RoomManager()
     recs = {n: Recorder() for n in "abc"}

@@ -104,6 +104,9 @@ class CallbackEndpoint:
     on_close: Callable[[int], Any] | None = None
     on_track: Callable[[Participant, proto_models.TrackInfo, Any], Any] | None = None
     on_track_removed: Callable[[Participant, str], Any] | None = None
+    #: the data packet kinds (``DataPacket.value`` oneof names) ``on_data`` wants; None = all.
+    #: The room skips the others, so a big room does not call every listener for every packet.
+    data_kinds: frozenset[str] | None = None
 
     def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> Any:
         return self.on_track(publisher, track, media) if self.on_track else None
@@ -412,9 +415,11 @@ class RoomManager:
         on_track: Callable[[Participant, proto_models.TrackInfo, Any], Any] | None = None,
         on_track_removed: Callable[[Participant, str], Any] | None = None,
         permission: Permission | None = None,
+        data_kinds: Iterable[str] | None = None,
     ) -> Participant:
         """A server-side participant of kind SIP. ``on_data(packet)`` receives every routed packet
-        addressed to it (``packet.WhichOneof("value") == "sip_dtmf"`` for tones); it publishes with
+        addressed to it (``packet.WhichOneof("value") == "sip_dtmf"`` for tones), or only those of
+        ``data_kinds`` when given (for example ``{"sip_dtmf"}``); it publishes with
         :meth:`Participant.publish_dtmf` / ``publish_data`` / ``publish_packet``; ``on_close(reason)``
         tells it the server removed it (API, room deleted, duplicate identity)."""
         endpoint = CallbackEndpoint(
@@ -424,6 +429,7 @@ class RoomManager:
             on_close=on_close,
             on_track=on_track,
             on_track_removed=on_track_removed,
+            data_kinds=frozenset(data_kinds) if data_kinds is not None else None,
         )
         return await self.join(
             room_name,
@@ -620,9 +626,13 @@ class RoomManager:
         if sender is not None and reliable and routed.packet.sequence > 0:
             sender.last_reliable_sequence = routed.packet.sequence
         by_sid = self._local.get(room_name, {})
+        which = routed.packet.WhichOneof("value")
         for record in routed.recipients:
             target = by_sid.get(record.sid)
-            if target is not None:
+            if target is None:
+                continue
+            kinds = getattr(target.endpoint, "data_kinds", None)
+            if kinds is None or which in kinds:
                 self._call(target, target.endpoint.deliver_data, routed.packet, routed.payload, reliable)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -115,6 +115,7 @@ class SipParticipant:
             metadata=metadata,
             attributes=attrs,
             on_data=self._on_room_data,
+            data_kinds={"sip_dtmf"},  # the phone plays tones only: user packets skip us
             on_close=self._on_removed,
             on_participants=self._on_participants,
         )
