@@ -61,6 +61,20 @@ async def test_a_listener_gets_only_the_data_kinds_it_asked_for():
     await rooms.close()
 
 
+async def test_a_listener_can_refuse_data_from_sip_participants():
+    rooms = RoomManager()
+    agent, open_phone, closed_phone = Recorder(), Recorder(), Recorder()
+    a = await rooms.join("r", "agent", endpoint=agent.endpoint())
+    p1 = await rooms.add_sip_participant("r", "phone1", on_data=open_phone.data.append)
+    await rooms.add_sip_participant("r", "phone2", on_data=closed_phone.data.append, data_from_sip=False)
+    p1.publish_dtmf(3)
+    a.publish_dtmf(4)
+    assert [p.sip_dtmf.code for p in agent.data] == [3]
+    assert [p.sip_dtmf.code for p in closed_phone.data] == [4]
+    assert [p.sip_dtmf.code for p in open_phone.data] == [4]
+    await rooms.close()
+
+
 async def test_destinations_and_permission_drop_logged(caplog):
     rooms = RoomManager()
     recs = {n: Recorder() for n in "abc"}

@@ -107,6 +107,8 @@ class CallbackEndpoint:
     #: the data packet kinds (``DataPacket.value`` oneof names) ``on_data`` wants; None = all.
     #: The room skips the others, so a big room does not call every listener for every packet.
     data_kinds: frozenset[str] | None = None
+    #: False: skip data sent by SIP participants (a phone that must not hear other phones' tones)
+    data_from_sip: bool = True
 
     def track_published(self, publisher: Participant, track: proto_models.TrackInfo, media: Any) -> Any:
         return self.on_track(publisher, track, media) if self.on_track else None
@@ -416,10 +418,12 @@ class RoomManager:
         on_track_removed: Callable[[Participant, str], Any] | None = None,
         permission: Permission | None = None,
         data_kinds: Iterable[str] | None = None,
+        data_from_sip: bool = True,
     ) -> Participant:
         """A server-side participant of kind SIP. ``on_data(packet)`` receives every routed packet
         addressed to it (``packet.WhichOneof("value") == "sip_dtmf"`` for tones), or only those of
-        ``data_kinds`` when given (for example ``{"sip_dtmf"}``); it publishes with
+        ``data_kinds`` when given (for example ``{"sip_dtmf"}``), and none sent by other SIP
+        participants when ``data_from_sip`` is False; it publishes with
         :meth:`Participant.publish_dtmf` / ``publish_data`` / ``publish_packet``; ``on_close(reason)``
         tells it the server removed it (API, room deleted, duplicate identity)."""
         endpoint = CallbackEndpoint(
@@ -430,6 +434,7 @@ class RoomManager:
             on_track=on_track,
             on_track_removed=on_track_removed,
             data_kinds=frozenset(data_kinds) if data_kinds is not None else None,
+            data_from_sip=data_from_sip,
         )
         return await self.join(
             room_name,
@@ -627,13 +632,16 @@ class RoomManager:
             sender.last_reliable_sequence = routed.packet.sequence
         by_sid = self._local.get(room_name, {})
         which = routed.packet.WhichOneof("value")
+        from_sip = sender is not None and sender.record.kind == ParticipantKind.SIP
         for record in routed.recipients:
             target = by_sid.get(record.sid)
             if target is None:
                 continue
-            kinds = getattr(target.endpoint, "data_kinds", None)
-            if kinds is None or which in kinds:
-                self._call(target, target.endpoint.deliver_data, routed.packet, routed.payload, reliable)
+            endpoint = target.endpoint
+            kinds = getattr(endpoint, "data_kinds", None)
+            if (kinds is not None and which not in kinds) or (from_sip and not getattr(endpoint, "data_from_sip", True)):
+                continue
+            self._call(target, endpoint.deliver_data, routed.packet, routed.payload, reliable)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "room %s: %s from %s -> %s",

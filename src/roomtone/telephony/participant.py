@@ -116,6 +116,9 @@ class SipParticipant:
             attributes=attrs,
             on_data=self._on_room_data,
             data_kinds={"sip_dtmf"},  # the phone plays tones only: user packets skip us
+            # other phones' tones skip us too unless SIP-to-SIP relay is on (relay_to_phone
+            # still decides for each packet that arrives)
+            data_from_sip=self.options.allow_sip_to_sip,
             on_close=self._on_removed,
             on_participants=self._on_participants,
         )
