@@ -133,3 +133,27 @@ async def test_room_cannot_queue_unbounded_dtmf_to_a_phone(caplog) -> None:  # t
     assert leg.sent[-1] == ("8", None)
     await bridge.close("test", hangup=False)
     await rooms.close()
+
+
+async def test_the_room_can_enable_and_disable_sip_to_sip_relay() -> None:
+    rooms = RoomManager()
+    await rooms.create_room("conf", metadata=json.dumps({"roomtone": {"allow_sip_to_sip": True}}))
+    leg_a, leg_b = RecordingLeg(), RecordingLeg()
+    a = SipParticipant(leg_a, rooms, call_id="A")
+    b = SipParticipant(leg_b, rooms, call_id="B")  # the trunk leaves it off
+    await a.join("conf", "sip_a", name="", metadata="", attributes={})
+    await b.join("conf", "sip_b", name="", metadata="", attributes={})
+    a.phone_dtmf_start("1", 1, "rfc4733", 1.0)
+    await settle()
+    assert leg_b.sent == [("1", None)]
+
+    await rooms.update_room_metadata("conf", "just a topic, not JSON")
+    a.phone_dtmf_start("2", 2, "rfc4733", 2.0)
+    await settle()
+    assert leg_b.sent == [("1", None)]
+
+    await rooms.update_room_metadata("conf", json.dumps({"roomtone": {"allow_sip_to_sip": True}, "topic": "x"}))
+    b.phone_dtmf_start("3", 3, "rfc4733", 3.0)
+    await settle()
+    assert leg_a.sent == [("3", None)]
+    await rooms.close()

@@ -35,3 +35,14 @@ def test_detail_payload() -> None:
         "digit": "#", "code": 11, "method": "info", "duration_ms": 120, "start": 1.5,
         "call_id": "SCL_1", "identity": "sip_x", "pre_join": False,
     }
+
+
+def test_room_metadata_switch_for_sip_to_sip() -> None:
+    from roomtone.telephony.relay import room_allows_sip_to_sip
+
+    assert room_allows_sip_to_sip('{"roomtone": {"allow_sip_to_sip": true}}')
+    assert room_allows_sip_to_sip('{"topic": "x", "roomtone": {"allow_sip_to_sip": true, "other": 1}}')
+    for metadata in ("", "roomtone", "not json but says roomtone", '["roomtone"]', '{"roomtone": true}',
+                     '{"roomtone": {"allow_sip_to_sip": "true"}}', '{"roomtone": {"allow_sip_to_sip": false}}',
+                     '{"allow_sip_to_sip": true}'):
+        assert not room_allows_sip_to_sip(metadata), metadata

@@ -32,7 +32,7 @@ from roomtone.aio import start_eagerly
 from roomtone.dtmf.digits import DtmfError, Tone, interpret_sip_dtmf
 from roomtone.rooms import Participant, ParticipantKind, RoomManager
 from roomtone.telephony.matching import ATTR_CALL_STATUS
-from roomtone.telephony.relay import DTMF_TOPIC, dtmf_detail, relay_to_phone
+from roomtone.telephony.relay import DTMF_TOPIC, dtmf_detail, relay_to_phone, room_allows_sip_to_sip
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,14 @@ class SipParticipant:
         self._kinds: dict[str, int] = {}
         self.relayed_to_phone: deque[str] = deque(maxlen=256)  # recent relays, for inspection
         self._pending_sends = 0
+        self._room_allows_sip_to_sip = False  # the room's metadata may enable it (relay.py)
 
     # ---- room side
+
+    @property
+    def relays_sip_to_sip(self) -> bool:
+        """Digits from other SIP participants reach this phone: the trunk or the room says so."""
+        return self.options.allow_sip_to_sip or self._room_allows_sip_to_sip
 
     @property
     def identity(self) -> str:
@@ -117,11 +123,13 @@ class SipParticipant:
             on_data=self._on_room_data,
             data_kinds={"sip_dtmf"},  # the phone plays tones only: user packets skip us
             # other phones' tones skip us too unless SIP-to-SIP relay is on (relay_to_phone
-            # still decides for each packet that arrives)
+            # still decides for each packet that arrives); the room may turn it on later
             data_from_sip=self.options.allow_sip_to_sip,
             on_close=self._on_removed,
             on_participants=self._on_participants,
+            on_room=self._on_room,
         )
+        self._on_room(await self.participant.room())
         self._kinds = {p.identity: p.kind for p in self.participant.others()}
         log.info("call %s joined room %s as %s (%s)", self.call_id, room, identity, self.participant.sid)
         self._flush_pre_join()
@@ -136,6 +144,16 @@ class SipParticipant:
                 await self.participant.update(attributes={ATTR_CALL_STATUS: status})
             except Exception as exc:  # the room may be closing; the status is informational
                 log.info("call %s: could not set sip.callStatus=%s: %s", self.call_id, status, exc)
+
+    def _on_room(self, room: models.Room) -> None:
+        """Room metadata changed (or we joined): follow its SIP-to-SIP setting."""
+        allowed = room_allows_sip_to_sip(room.metadata)
+        if allowed != self._room_allows_sip_to_sip:
+            self._room_allows_sip_to_sip = allowed
+            log.info("call %s: room %s %s SIP-to-SIP DTMF relay", self.call_id, room.name,
+                     "enables" if allowed else "no longer enables")
+        if self.participant is not None:
+            self.participant.endpoint.data_from_sip = self.relays_sip_to_sip  # type: ignore[attr-defined]
 
     def _on_participants(self, infos: list[models.ParticipantInfo]) -> None:
         """Keep identity -> kind current, so relay decisions stay O(1) in big rooms."""
@@ -160,7 +178,7 @@ class SipParticipant:
             packet,
             own_identity=self.identity,
             sip_identities=(sender,) if sender and self._sender_is_sip(sender) else (),
-            allow_sip_to_sip=self.options.allow_sip_to_sip,
+            allow_sip_to_sip=self.relays_sip_to_sip,
         )
         if not decision.relay:
             log.debug("call %s: not relaying DTMF from %s: %s", self.call_id, packet.participant_identity, decision.reason)

@@ -64,6 +64,20 @@ def relay_to_phone(
     return _RELAY
 
 
+def room_allows_sip_to_sip(metadata: str) -> bool:
+    """A room enables phone-to-phone relay with ``{"roomtone": {"allow_sip_to_sip": true}}`` in its
+    metadata (the same ``roomtone`` section trunks use). Metadata that is not JSON, or has no such
+    section, leaves it off: room metadata belongs to the application, so nothing is required of it.
+    """
+    if "roomtone" not in metadata:  # cheap test first: most rooms' metadata is something else
+        return False
+    try:
+        section = json.loads(metadata).get("roomtone")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(section, dict) and section.get("allow_sip_to_sip") is True
+
+
 def dtmf_detail(
     *,
     digit: str,
