@@ -13,6 +13,9 @@ For each call count N and each event loop (asyncio, uvloop), processes on loopba
   loop that receives the same packets and sends one precomputed packet per call every 20 ms: the
   least any RTP server on that loop can do.
 
+Both servers start like ``roomtone serve`` (detector kernels loaded, start-up objects collected and
+frozen for the GC) before any call exists; the calls' own objects stay collectable.
+
 Measured in the server process over a fixed window: CPU (process time / wall time, 1.0 = one
 core), memory per call (RSS growth / N), the media clock's late ticks (a tick that starts more than
 10 ms late delays every packet in it: "late packets" counts the packets sent in such ticks), and

@@ -476,25 +476,36 @@ class MediaEngine:
         ok: list[MediaStream] = []
         decoded: list[np.ndarray] = []
         # steady G.711 streams: (table id, frame size) -> (table, positions in ok, their frames)
-        steady: dict[tuple[int, int], tuple[np.ndarray, list[int], list[JitterFrame]]] = {}
+        steady: dict[tuple[int, int], tuple[np.ndarray, list[int], list[list[JitterFrame]]]] = {}
+        rows = 0  # frames in the steady groups
         for s in due:
             sess = s.session
             try:
                 sess.tick_head(sess._next_tick, now)
                 frames = sess.jitter.pop(now)
                 table = sess.decode_table
-                if table is not None and len(frames) == 1:
-                    jf = frames[0]
-                    payload = jf.payload
+                if table is not None:
                     n = sess.frame_samples  # G.711: one byte per sample
-                    if payload is not None and len(payload) == n and len(sess._playout_buf) in (0, n):
-                        group = steady.get((id(table), n))
-                        if group is None:
-                            group = steady[(id(table), n)] = (table, [], [])
-                        group[1].append(len(ok))
-                        group[2].append(jf)
+                    nf = len(frames)
+                    buffered = len(sess._playout_buf)
+                    if nf == 1 and buffered in (0, n) or nf == 2 and not buffered:
+                        if all(jf.payload is not None and len(jf.payload) == n for jf in frames):
+                            group = steady.get((id(table), n))
+                            if group is None:
+                                group = steady[(id(table), n)] = (table, [], [])
+                            group[1].append(len(ok))
+                            group[2].append(frames)
+                            rows += nf
+                            ok.append(s)
+                            decoded.append(_NO_AUDIO)  # filled in below
+                            continue
+                    elif nf == 0 and buffered == n:
+                        # nothing due, one frame buffered (the tick after a late one): play it
+                        sess._played_frame = sess._playout_buf
+                        sess._playout_buf = _NO_AUDIO
+                        sess._play_pos += n
                         ok.append(s)
-                        decoded.append(_NO_AUDIO)  # filled in below
+                        decoded.append(_NO_AUDIO)
                         continue
                 pcm = sess.playout(now, frames)
             except Exception as exc:
@@ -502,29 +513,39 @@ class MediaEngine:
                 continue
             ok.append(s)
             decoded.append(pcm)
-        # Phase 2: decode the steady streams' frames together and play each out whole: what
-        # RtpSession.playout does with one whole frame due and nothing buffered (it plays that
-        # frame) or exactly one frame buffered (left by an earlier hiccup: it plays the buffered
-        # frame and keeps the new one), inlined
+        # Phase 2: decode the steady streams' frames together and play out whole frames: what
+        # RtpSession.playout does when it gets one whole frame with nothing or one frame
+        # buffered (plays the oldest, keeps the other), or two whole frames with nothing buffered
+        # (after a late tick: plays the first, keeps the second), inlined
         matrix: np.ndarray | None = None
-        for table, where, jfs in steady.values():
-            payloads = b"".join([jf.payload for jf in jfs])  # type: ignore[misc]
-            m = table[np.frombuffer(payloads, dtype=np.uint8)].reshape(len(jfs), -1)
-            if len(steady) == 1 and len(jfs) == len(ok):
-                matrix = m  # every stream steady: the detector can take the matrix as it is
-            n = m.shape[1]
-            for i, jf, row in zip(where, jfs, m, strict=True):
+        for (_, n), (table, where, frame_lists) in steady.items():
+            payloads = b"".join([jf.payload for fl in frame_lists for jf in fl])  # type: ignore[misc]
+            m = table[np.frombuffer(payloads, dtype=np.uint8)].reshape(-1, n)
+            if len(steady) == 1 and rows == len(frame_lists) == len(ok):
+                matrix = m  # every stream steady, one frame each: the detector takes the matrix
+            r = 0
+            for i, fl in zip(where, frame_lists, strict=True):
                 sess = ok[i].session
-                sess._ts_anchor = (jf.timestamp, sess._dec_pos)
-                sess._dec_pos += n
-                sess._play_pos += n
-                buffered = sess._playout_buf
-                if len(buffered):
-                    sess._played_frame = buffered
-                    sess._playout_buf = row
+                if len(fl) == 1:
+                    row = m[r]
+                    sess._ts_anchor = (fl[0].timestamp, sess._dec_pos)
+                    sess._dec_pos += n
+                    held = sess._playout_buf
+                    if len(held):
+                        sess._played_frame = held
+                        sess._playout_buf = row
+                    else:
+                        sess._played_frame = row
+                    decoded[i] = row
                 else:
-                    sess._played_frame = row
-                decoded[i] = row
+                    both = m[r:r + 2].reshape(-1)
+                    sess._ts_anchor = (fl[1].timestamp, sess._dec_pos + n)
+                    sess._dec_pos += 2 * n
+                    sess._played_frame = both[:n]
+                    sess._playout_buf = both[n:]
+                    decoded[i] = both
+                sess._play_pos += n
+                r += len(fl)
         # Phase 3: in-band detection (one bank pass per sample rate) and the second half of the tick
         failed: set[int] = set()
         batched: dict[int, list[int]] = {}
