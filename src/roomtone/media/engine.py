@@ -489,7 +489,9 @@ class MediaEngine:
                     nf = len(frames)
                     buffered = len(sess._playout_buf)
                     if nf == 1 and buffered in (0, n) or nf == 2 and not buffered:
-                        if all(jf.payload is not None and len(jf.payload) == n for jf in frames):
+                        p0 = frames[0].payload
+                        p1 = frames[-1].payload
+                        if p0 is not None and len(p0) == n and p1 is not None and len(p1) == n:
                             group = steady.get((id(table), n))
                             if group is None:
                                 group = steady[(id(table), n)] = (table, [], [])
