@@ -143,7 +143,7 @@ def _reference(stream_session: RtpSession, cfg: SessionConfig, remote: tuple[str
     return ref
 
 
-async def _compare(seed: int, calls: int, ticks: int) -> None:
+async def _compare(seed: int, calls: int, ticks: int, epoll: bool = True) -> None:
     rng = random.Random(seed)
     engine = MediaEngine("127.0.0.1", PortAllocator(23400, 23499))
     peers = [_Peer() for _ in range(calls)]
@@ -194,7 +194,10 @@ async def _compare(seed: int, calls: int, ticks: int) -> None:
                 clock[0] = when
                 peers[i].sock.sendto(data, streams[i].local)
                 assert select.select([streams[i]._rtp], [], [], 2.0)[0], "datagram did not arrive"
-                engine._on_ready()  # the engine's receive path: epoll, recvfrom_into, the session
+                if epoll:
+                    engine._on_ready()  # the engine's receive path: epoll, recvfrom_into, the session
+                else:
+                    streams[i]._rtp_readable()  # the per-socket loop reader (no select.epoll)
                 refs[i].receive_rtp(data, peers[i].addr, when)
             clock[0] = now
             engine.tick(now)
@@ -236,6 +239,12 @@ def test_engine_batched_paths_match_lone_sessions_on_uvloop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for seed in range(3):
             runner.run(_compare(seed, 8, 150))
+
+
+def test_engine_without_epoll_reads_each_socket_the_same(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Where select.epoll does not exist each socket is its own loop reader: same results."""
+    monkeypatch.delattr(select, "epoll")
+    asyncio.run(_compare(11, 4, 100, epoll=False))
 
 
 def test_some_traffic_really_takes_each_path() -> None:
