@@ -581,10 +581,19 @@ class MediaEngine:
         # Phase 3: in-band detection (one bank pass per sample rate) and the second half of the tick
         failed: set[int] = set()
         batched: dict[int, list[int]] = {}
-        for i, s in enumerate(ok):
-            if s._bank_slot is not None:
-                batched.setdefault(s.session.codec.sample_rate, []).append(i)
-                continue
+        if len(self._banks) == 1:  # one sample rate (the usual): every slot is in that bank
+            idx = [i for i, s in enumerate(ok) if s._bank_slot is not None]
+            batched[next(iter(self._banks))] = idx
+            alone = [i for i, s in enumerate(ok) if s._bank_slot is None] if len(idx) != len(ok) else []
+        else:
+            alone = []
+            for i, s in enumerate(ok):
+                if s._bank_slot is not None:
+                    batched.setdefault(s.session.codec.sample_rate, []).append(i)
+                else:
+                    alone.append(i)
+        for i in alone:
+            s = ok[i]
             sess = s.session
             try:
                 events = sess._detector.process(decoded[i]) if sess._detector is not None else []
