@@ -236,7 +236,7 @@ async def test_inbound_headers_to_attributes_and_attributes_to_bye(gw: SipGatewa
     scenario = caller_scenario(
         invite_headers=("X-Customer-Id: 42\nX-Tag: a\nX-Tag: b\n"
                         "P-Asserted-Identity: <sip:+15550123@carrier.example>\n"),
-        ok_present=[],  # our 200 OK does not carry the trunk headers yet (answer_call takes none)
+        ok_present=["X-Served-By: roomtone-test", "X-Customer-Echo: 42"],
         bye_present=["X-Customer-Echo: 42", "X-Agent-Note: vip"],
     )
     proc = Sipp(scenario, f"127.0.0.1:{gw.port}", service="+15550100", timeout=30)
@@ -317,3 +317,57 @@ async def test_transfer_refer_carries_request_headers_and_mapped_attributes(gw: 
         proc.close()
     assert result.ok, result.report()
     await wait_for(lambda: gw.rooms.participant("xfer", "sip_15550123") is None, 5, "participant left")
+
+
+def ringing_callee_scenario(cancel_present: list[str]) -> str:
+    """A callee that only rings: checks the CANCEL we send, 200 to it, 487 to the INVITE."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callee checking the CANCEL">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv request="CANCEL">
+{_checks(cancel_present)}  </recv>
+  <send><![CDATA[
+{_ok()}]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: [cseq] INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <timewait milliseconds="300"/>
+{_reference()}</scenario>
+"""
+
+
+async def test_outbound_cancel_carries_attributes_to_headers(gw: SipGateway, api_url: str) -> None:
+    with sipp(ringing_callee_scenario(["X-Crm-Id: c-2"]), timeout=30) as callee:
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=api.SIPOutboundTrunkInfo(
+                address=f"127.0.0.1:{callee.port}", numbers=["+15550999"], attributes_to_headers={"crm.id": "X-Crm-Id"})))
+            await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="ring",
+                participant_identity="callee", participant_attributes={"crm.id": "c-1"}))
+            await wait_for(lambda: (p := gw.rooms.participant("ring", "callee")) is not None
+                           and p.record.attributes.get("sip.callStatus") == "ringing", 10, "ringing")
+            await lk.room.update_participant(api.UpdateParticipantRequest(
+                room="ring", identity="callee", attributes={"crm.id": "c-2"}))
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room="ring", identity="callee"))
+        result = await callee.finished(20)
+    assert result.ok, result.report()
+    await wait_for(lambda: not gw.calls, 5, "call forgotten")

@@ -45,6 +45,13 @@ tones may be sent during early media (RFC 4733 only needs the media stream); SIP
 (``auto`` skips it and explicit ``info`` raises ``ValueError`` until the call is answered), as
 RFC 6086 ties INFO to the established invite dialog usage and many UAS refuse it earlier.
 
+Early media (inbound): ``answer_call(..., early=True)`` sends our answer in a 183 Session
+Progress and returns the call in early media (``state == "early"``): audio and RFC 4733 flow both
+ways, so prompts can play and digits be collected before the caller is billed.
+:meth:`MediaCall.accept` then sends the 200 OK (same SDP). An INVITE without SDP is answered at
+once instead: an offer cannot go in an unreliable 183 (RFC 3261 §13.2.1). ``headers`` given to
+``answer_call``/``accept`` go on the 200 OK.
+
 The call hangs up by itself on a media timeout (no RTP/RTCP for ``media_timeout`` seconds) and
 closes its media when the dialog ends for any reason.
 """
@@ -55,7 +62,7 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -522,6 +529,18 @@ class MediaCall:
             if not send.fut.done():
                 send.fut.set_exception(CallFailed(481, f"call ended before the digits were sent ({self.end_reason})"))
 
+    async def accept(self, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Send the 200 OK for an inbound call :func:`answer_call` left in early media (the SDP
+        is the one the 183 carried); returns once the ACK arrives. Raises :class:`CallFailed` if
+        the caller gave up meanwhile. Does nothing once the call is established."""
+        if self.sip.state is CallState.ESTABLISHED:
+            return
+        try:
+            await self.sip.answer(self.sip.local_body, self.sip.local_content_type, headers=headers)
+        except CallFailed:
+            self._close_media()
+            raise
+
     async def hangup(self) -> None:
         """End the call (BYE, or CANCEL/reject if not answered) and release its media."""
         try:
@@ -728,16 +747,18 @@ async def place_call(ua: UserAgent, engine: MediaEngine, uri: str, options: Call
 
 
 async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptions | None = None,
-                      ring: bool = True) -> MediaCall | None:
+                      ring: bool = True, *, early: bool = False,
+                      headers: Iterable[tuple[str, str]] = ()) -> MediaCall | None:
     """Answer an incoming INVITE with media; returns None (after rejecting) when impossible.
 
     An INVITE without SDP (late offer) gets our offer in the 200 and the answer is read from
     the ACK; if the ACK has no usable answer the call is ended with BYE (Reason 488) and None
-    is returned.
+    is returned. ``early``: answer with 183 + SDP and return in early media (module docstring;
+    not for a late offer, which is answered at once). ``headers`` go on the 200 OK.
     """
     options = options or CallOptions()
     if not sip_call.remote_body:
-        return await _answer_late_offer(sip_call, engine, options, ring)
+        return await _answer_late_offer(sip_call, engine, options, ring, headers)
     offer = sdp_mod.parse_sdp(sip_call.remote_body)
     if isinstance(offer, sdp_mod.SdpError):
         log.info("call %s: bad SDP offer: %s", sip_call.call_id, offer)
@@ -761,9 +782,15 @@ async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptio
     _apply_negotiated(stream, neg)
     call = MediaCall(sip_call, stream, neg, sdp_session, options, _allow(sip_call.request))
     try:
+        if early:
+            await sip_call.progress(bytes(answer.sdp))
+            log.info("call %s: early media (183 with our answer): %s pt %d, telephone-event %s, peer RTP %s:%d",
+                     sip_call.call_id, neg.codec.name, neg.payload_type, neg.telephone_event_pt,
+                     neg.remote_address, neg.remote_port)
+            return call
         if ring:
             await sip_call.ring()
-        await sip_call.answer(bytes(answer.sdp))
+        await sip_call.answer(bytes(answer.sdp), headers=headers)
     except CallFailed:
         call._close_media()
         raise
@@ -773,7 +800,7 @@ async def answer_call(sip_call: SipCall, engine: MediaEngine, options: CallOptio
 
 
 async def _answer_late_offer(sip_call: SipCall, engine: MediaEngine, options: CallOptions,
-                             ring: bool) -> MediaCall | None:
+                             ring: bool, headers: Iterable[tuple[str, str]] = ()) -> MediaCall | None:
     try:
         stream = await engine.open(SessionConfig(inband_detection=False))
     except Exception as exc:
@@ -797,7 +824,7 @@ async def _answer_late_offer(sip_call: SipCall, engine: MediaEngine, options: Ca
         log.info("call %s: INVITE without SDP (late offer): our offer goes in the 200", sip_call.call_id)
         if ring:
             await sip_call.ring()
-        await sip_call.answer(bytes(offer))
+        await sip_call.answer(bytes(offer), headers=headers)
         neg = _answer_from_ack(sdp_session, sip_call.ack)
         if isinstance(neg, str):
             log.warning("call %s: late offer: %s; hanging up", sip_call.call_id, neg)

@@ -233,11 +233,15 @@ class Call:
         self._got_provisional = False
         self._cancel_wanted = False
         self._cancel_sent: ClientTransaction | None = None
+        #: extra headers for our CANCEL, computed when it is sent (e.g. from room attributes)
+        self.cancel_headers: Callable[[], Iterable[tuple[str, str]]] | None = None
         self._acks: dict[int, tuple[Request, Address]] = {}
         # UAS
         self._server_tx: ServerTransaction | None = None
         self._local_tag: str | None = None
         self._ack_waiter: asyncio.Future[Request] | None = None
+        self._last_provisional: Response | None = None
+        self._refresher: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.call_id} {self.state.value}>"
@@ -328,9 +332,24 @@ class Call:
     def _provisional(self, status: int, body: bytes, ct: str | None, headers: Iterable[tuple[str, str]]) -> None:
         if self.state not in (CallState.INCOMING, CallState.EARLY) or self._server_tx is None:
             raise CallFailed(481, f"call is {self.state.value}")
-        self._server_tx.respond(self._respond(status, None, body, ct, headers), self.ua.now())
+        resp = self._respond(status, None, body, ct, headers)
+        self._server_tx.respond(resp, self.ua.now())
         self._set_state(CallState.EARLY)
         self.ua._pump()
+        if self._refresher is None and self.ua.provisional_refresh:
+            self._refresher = self.ua._spawn(self._refresh_provisional())
+        self._last_provisional = resp
+
+    async def _refresh_provisional(self) -> None:
+        """RFC 3261 §13.3.1.1: a UAS that does not answer within three minutes sends a
+        provisional response at least every minute, or proxies (Timer C) cancel the call. An
+        early-media call waiting for someone in its room can take that long: resend the last one."""
+        while True:
+            await asyncio.sleep(self.ua.provisional_refresh)
+            if self.state is not CallState.EARLY or self._server_tx is None or self._last_provisional is None:
+                return
+            self._server_tx.respond(self._last_provisional, self.ua.now())
+            self.ua._pump()
 
     async def answer(self, body: bytes = b"", content_type: str = "application/sdp",
                      headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -498,6 +517,8 @@ class UserAgent:
         self.display_name = display_name
         self.user_agent = user_agent
         self.tls_port = tls_port
+        #: seconds between resends of an unanswered call's last provisional (RFC 3261 §13.3.1.1)
+        self.provisional_refresh = 60.0
         self.layer = TransactionLayer(timers)
         self.dialogs = DialogTable()
         self.transport = SipTransport(self._on_message, tls_server_context=tls_server_context,
@@ -804,6 +825,12 @@ class UserAgent:
         call._cancel_sent = tx  # one CANCEL per INVITE, however many 1xx follow
         inv = tx.request
         cancel = make_cancel(inv)
+        if call.cancel_headers is not None:
+            try:
+                for name, value in call.cancel_headers():
+                    cancel.add(name, value)
+            except Exception:  # noqa: BLE001  (the CANCEL goes out regardless)
+                log.exception("call %s: cancel_headers failed", call.call_id)
         ctx = self.layer.send_request(cancel, tx.dest, tx.dest.reliable, self.now())
         assert self._loop is not None
         self._pending[ctx] = _Pending(self._loop.create_future())

@@ -59,7 +59,7 @@ from roomtone.sip.message import Request, Response
 from roomtone.sip.transport import Address
 from roomtone.sip.ua import Call as SipCall
 from roomtone.sip.ua import CallFailed, CallState, UserAgent
-from roomtone.telephony import matching, pin, sip_headers
+from roomtone.telephony import matching, pin, ringback, sip_headers
 from roomtone.telephony.audio import AudioBridge
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.ids import CALL_PREFIX, new_id, random_suffix
@@ -71,6 +71,10 @@ from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import StoreError
 
 log = logging.getLogger(__name__)
+
+#: how long an early-media inbound call waits for someone in the room when the trunk sets no
+#: ``ringing_timeout``
+DEFAULT_EARLY_RINGING_TIMEOUT = 30.0
 
 
 @dataclass
@@ -120,7 +124,7 @@ class _MediaLeg:
         self.pending: SipCall | None = None  # an outbound INVITE not answered yet
         self.hangup_requested = False
         self.answered = asyncio.Event()
-        #: headers for the BYE we send (attributes_to_headers with the attributes current then)
+        #: headers for the BYE, CANCEL and REFER we send (attributes_to_headers, attributes current then)
         self.bye_headers: Callable[[], list[tuple[str, str]]] | None = None
 
     def send_dtmf(self, digits: str, method: str | None = None) -> asyncio.Future[Any]:
@@ -304,8 +308,12 @@ class SipGateway:
             await sip_call.reject(500, "Conflicting dispatch rules")
             return
         opts = self._options_for(trunk.metadata if trunk else "", trunk_id)
+        early = opts.early_media and bool(sip_call.remote_body)
+        if opts.early_media and not early:
+            log.info("inbound call %s: INVITE without SDP; answering at once (no early media)", call_id)
         try:
-            media = await answer_call(sip_call, self.engine, self._call_options(opts))
+            media = await answer_call(sip_call, self.engine, self._call_options(opts), early=early,
+                                      headers=self._ok_headers(trunk, decision.attributes, call_id))
         except CallFailed as exc:  # the caller gave up (CANCEL) or never ACKed
             log.info("inbound call %s not answered: %s", call_id, exc)
             return
@@ -332,7 +340,8 @@ class SipGateway:
         self._wire_phone_dtmf(active)
         try:
             await bridge.join(decision.room, decision.identity, name=decision.name,
-                              metadata=decision.metadata, attributes=decision.attributes)
+                              metadata=decision.metadata, attributes=decision.attributes,
+                              status="ringing" if media.state == "early" else "active")
         except RoomError as exc:
             log.warning("inbound call %s: cannot join room %s: %s", call_id, decision.room, exc)
             await bridge.close(f"room refused: {exc.message}", hangup=True)
@@ -341,7 +350,75 @@ class SipGateway:
         if media.ended:
             await bridge.close(media.end_reason or "phone hung up", hangup=False)
             return
+        if media.state == "early" and not await self._answer_when_someone_is_there(active, trunk):
+            return
         await self._start_audio(active)
+
+    def _ok_headers(self, trunk: sip_pb.SIPInboundTrunkInfo | None, attributes: Mapping[str, str],
+                    call_id: str) -> list[tuple[str, str]]:
+        """Our 200 OK's extra headers: the trunk's ``headers`` and its ``attributes_to_headers``."""
+        if trunk is None:
+            return []
+        mapped = sip_headers.attributes_to_headers(attributes, trunk.attributes_to_headers, call=call_id)
+        return list(sip_headers.merge(trunk.headers.items(), mapped).items())
+
+    async def _answer_when_someone_is_there(self, active: ActiveCall, trunk: sip_pb.SIPInboundTrunkInfo | None) -> bool:
+        """Early-media answering (trunk option ``early_media``): the caller hears ringback while
+        the participant waits, ``ringing``, for someone else in the room; then the 200 OK and
+        ``active``. Nobody within the trunk's ``ringing_timeout``: 480 and the participant leaves."""
+        media, bridge = active.media, active.bridge
+        assert media is not None
+        loop = asyncio.get_running_loop()
+        limit = trunk.ringing_timeout.ToTimedelta().total_seconds() if trunk is not None else 0.0
+        limit = limit if limit > 0 else DEFAULT_EARLY_RINGING_TIMEOUT
+        deadline = loop.time() + limit
+        tone = self._spawn(self._play_ringback(media))
+        active.tasks.add(tone)
+        try:
+            while True:
+                if media.ended or bridge.closed:
+                    if not bridge.closed:
+                        await bridge.close(media.end_reason or "caller hung up", hangup=False)
+                    return False
+                p = bridge.participant
+                if p is not None and p.others():
+                    break
+                if loop.time() >= deadline:
+                    log.info("inbound call %s: nobody joined room %s within %.0f s; refusing with 480",
+                             active.call_id, active.room, limit)
+                    await bridge.close("nobody answered in the room (ringing_timeout)", hangup=False)
+                    await media.sip.reject(480, "Temporarily Unavailable")
+                    await media.hangup()
+                    return False
+                await asyncio.sleep(0.05)
+        finally:
+            tone.cancel()
+        p = bridge.participant
+        headers = self._ok_headers(trunk, p.record.attributes if p is not None else {}, active.call_id)
+        try:
+            await media.accept(headers=headers)
+        except CallFailed as exc:  # CANCEL crossed the 200, or no ACK
+            log.info("inbound call %s: answering after early media failed: %s", active.call_id, exc)
+            await bridge.close(f"answer failed: {exc.reason}", hangup=False)
+            return False
+        log.info("inbound call %s answered after early media (room %s)", active.call_id, active.room)
+        await bridge.set_status("active")
+        return True
+
+    async def _play_ringback(self, media: MediaCall) -> None:
+        """The ringing cadence (:mod:`roomtone.telephony.ringback`) to the caller while in early
+        media, queued 100-300 ms ahead so a cancelled ringback stops promptly."""
+        rate = media.sample_rate
+        chunk = rate // 5
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        while not media.ended and media.state == "early":
+            t = np.arange(n, n + chunk) / rate
+            wave = np.where((t % ringback.PERIOD) < ringback.ON,
+                            ringback.LEVEL * 32767 * np.sin(2 * np.pi * ringback.FREQ * t), 0.0)
+            media.send_audio(wave.astype(np.int16))
+            n += chunk
+            await asyncio.sleep(max(0.0, start + n / rate - 0.1 - loop.time()))
 
     @staticmethod
     def _attribute_headers(bridge: SipParticipant, mapping: Mapping[str, str]) -> Callable[[], list[tuple[str, str]]]:
@@ -559,6 +636,7 @@ class SipGateway:
             if not sip_holder:
                 sip_holder.append(call)
                 leg.pending = call
+                call.cancel_headers = leg.bye_headers  # attributes_to_headers on CANCEL too, as LiveKit
             if 180 <= resp.status < 200:
                 self._spawn(bridge.set_status("ringing"))
             # LiveKit maps only the well-known provider headers of provisional responses
@@ -655,14 +733,13 @@ class SipGateway:
         """The callee sent SDP in a 18x (ringback, an announcement, an IVR before answering): its
         audio becomes the SIP participant's track and its key presses are relayed, while
         ``sip.callStatus`` stays ``ringing`` until the 200. Room digits wait for the answer."""
-        if active.bridge.closed or media.ended:
-            return
+        if active.bridge.closed or media.ended or media.state != "early":
+            return  # (sip.callStatus=ringing was set by the 18x itself)
         log.info("outbound call %s: early media from the callee; bridging it to room %s",
                  active.call_id, active.room)
         active.media = media
-        await self._stop_ringback(active)  # the callee's own ringback replaces our dial tone
-        await active.bridge.set_status("ringing")
         self._wire_phone_dtmf(active)
+        await self._stop_ringback(active)  # the callee's own ringback replaces our dial tone
         await self._start_audio(active)
 
     async def _max_duration(self, active: ActiveCall, seconds: float) -> None:

@@ -3,7 +3,7 @@
 LiveKit's trunk messages have no DTMF fields, and clients must keep working unchanged, so a trunk
 opts in by putting a JSON object with a ``"roomtone"`` key in its ``metadata``::
 
-    {"roomtone": {"dtmf_mode": "info", "allow_sip_to_sip": true, "publish_pre_join": false}}
+    {"roomtone": {"dtmf_mode": "info", "allow_sip_to_sip": true, "publish_pre_join": false, "early_media": true}}
 
 * ``dtmf_mode``: how room digits are sent to the phone: ``auto`` (default: RFC 4733 when
   negotiated, else SIP INFO when the peer allows it, else in-band), ``rfc4733``, ``info``,
@@ -11,6 +11,12 @@ opts in by putting a JSON object with a ``"roomtone"`` key in its ``metadata``::
 * ``allow_sip_to_sip``: relay digits published by other SIP participants to this trunk's calls
   (off by default; LiveKit always does it).
 * ``publish_pre_join``: publish digits pressed before the participant joined (default on).
+* ``early_media`` (inbound trunks): answer with 183 Session Progress + SDP first, so the caller
+  is not billed while waiting: the PIN prompt, or a ringback tone, plays as early media, the
+  participant joins with ``sip.callStatus=ringing``, and the 200 OK follows once someone else is
+  in the room (``active`` then). The trunk's ``ringing_timeout`` (default 30 s) bounds the wait;
+  then the call is refused with 480. Off by default (the 200 comes at once, as before). An
+  INVITE without SDP is answered at once anyway (an offer cannot go in an unreliable 183).
 
 Any other metadata (plain text, JSON without the key) is left alone and means "defaults". A
 malformed ``roomtone`` section is logged and ignored, never fatal to a call.
@@ -32,6 +38,7 @@ class TrunkOptions:
     dtmf_mode: str = "auto"
     allow_sip_to_sip: bool = False
     publish_pre_join: bool = True
+    early_media: bool = False
 
 
 def trunk_options(metadata: str, *, trunk_id: str = "") -> TrunkOptions:
@@ -55,6 +62,7 @@ def trunk_options(metadata: str, *, trunk_id: str = "") -> TrunkOptions:
         dtmf_mode=mode,
         allow_sip_to_sip=bool(section.get("allow_sip_to_sip", False)),
         publish_pre_join=bool(section.get("publish_pre_join", True)),
+        early_media=bool(section.get("early_media", False)),
     )
 
 
@@ -71,8 +79,11 @@ def validate_trunk_metadata(metadata: str) -> None:
         return
     if not isinstance(section, dict):
         raise ValueError("metadata.roomtone must be a JSON object")
-    unknown = set(section) - {"dtmf_mode", "allow_sip_to_sip", "publish_pre_join"}
+    unknown = set(section) - {"dtmf_mode", "allow_sip_to_sip", "publish_pre_join", "early_media"}
     if unknown:
         raise ValueError(f"metadata.roomtone: unknown option(s) {sorted(unknown)}")
     if section.get("dtmf_mode", "auto") not in DTMF_MODES:
         raise ValueError(f"metadata.roomtone.dtmf_mode must be one of {', '.join(DTMF_MODES)}")
+    for flag in ("allow_sip_to_sip", "publish_pre_join", "early_media"):
+        if flag in section and not isinstance(section[flag], bool):
+            raise ValueError(f"metadata.roomtone.{flag} must be true or false")
