@@ -25,6 +25,20 @@ once with ``sip.callStatus=dialing``, sends the INVITE through the trunk with di
 callee's key presses are relayed meanwhile), then ``active``; ``hangup`` when it ends. It gives up
 after ``ringing_timeout`` and hangs up after ``max_call_duration``.
 
+**Early media.** Outbound: a callee that answers with 183 + SDP (carrier ringback, an IVR
+announcement) is heard in the room at once (its audio is the SIP participant's track, replacing
+our ``play_dialtone`` tone) and its key presses are relayed, while ``sip.callStatus`` stays
+``ringing``; the 200 makes it ``active``. Inbound, with the trunk option ``early_media``
+(:mod:`roomtone.telephony.options`): we answer 183 + SDP, play the PIN prompt or ringback as early
+media, join ``ringing``, and send the 200 once someone else is in the room (480 after the trunk's
+``ringing_timeout``).
+
+**SIP headers** (:mod:`roomtone.telephony.sip_headers`): ``include_headers`` and
+``headers_to_attributes`` turn the INVITE's (inbound) or the callee's 200's (outbound) headers into
+attributes; trunk and request ``headers`` go on the INVITE (outbound) or our 200 (inbound);
+``attributes_to_headers`` go on our 200 (inbound), the INVITE (outbound, an extension), and the
+BYE, CANCEL and REFER we send, with the attributes current then.
+
 **Audio.** Once a call is in its room (inbound: after joining; outbound: after the answer and
 the ``dtmf`` string), :class:`~roomtone.telephony.audio.AudioBridge` publishes the caller's audio as
 the SIP participant's microphone track and sends the mix of the other participants' audio to the
