@@ -517,38 +517,42 @@ class MediaEngine:
                 if table is not None:
                     n = sess.frame_samples  # G.711: one byte per sample
                     nf = len(frames)
-                    buffered = len(sess._playout_buf)
-                    if nf == 1 and buffered in (0, n) or nf == 2 and not buffered:
-                        p0 = frames[0].payload
-                        p1 = frames[-1].payload
-                        if p0 is not None and len(p0) == n and p1 is not None and len(p1) == n:
-                            group = steady.get((id(table), n))
-                            if group is None:
-                                group = steady[(id(table), n)] = (table, [], [])
-                            group[1].append(len(ok))
-                            group[2].append(frames)
-                            rows += nf
+                    held = sess._playout_buf
+                    buffered = len(held)
+                    # whole frames only, and never so many that the playout drops audio
+                    if buffered % n == 0 and buffered + nf * n <= 4 * n:
+                        if nf:
+                            for jf in frames:
+                                if jf.payload is None or len(jf.payload) != n:
+                                    break
+                            else:
+                                group = steady.get((id(table), n))
+                                if group is None:
+                                    group = steady[(id(table), n)] = (table, [], [])
+                                group[1].append(len(ok))
+                                group[2].append(frames)
+                                rows += nf
+                                ok.append(s)
+                                decoded.append(_NO_AUDIO)  # filled in below
+                                continue
+                        elif buffered:
+                            # nothing due, whole frames buffered (the ticks after a late one)
+                            sess._played_frame = held[:n]
+                            sess._playout_buf = held[n:]
+                            sess._play_pos += n
                             ok.append(s)
-                            decoded.append(_NO_AUDIO)  # filled in below
+                            decoded.append(_NO_AUDIO)
                             continue
-                    elif nf == 0 and buffered == n:
-                        # nothing due, one frame buffered (the tick after a late one): play it
-                        sess._played_frame = sess._playout_buf
-                        sess._playout_buf = _NO_AUDIO
-                        sess._play_pos += n
-                        ok.append(s)
-                        decoded.append(_NO_AUDIO)
-                        continue
                 pcm = sess.playout(now, frames)
             except Exception as exc:
                 s._fail(exc)
                 continue
             ok.append(s)
             decoded.append(pcm)
-        # Phase 2: decode the steady streams' frames together and play out whole frames: what
-        # RtpSession.playout does when it gets one whole frame with nothing or one frame
-        # buffered (plays the oldest, keeps the other), or two whole frames with nothing buffered
-        # (after a late tick: plays the first, keeps the second), inlined
+        # Phase 2: decode the steady streams' frames together and play out one frame each: what
+        # RtpSession.playout does with whole frames (up to four frames due and buffered together:
+        # one in the steady state, more in the ticks after a late one): append what is due to
+        # what is buffered, play the oldest frame, keep the rest; inlined
         matrix: np.ndarray | None = None
         for (_, n), (table, where, frame_lists) in steady.items():
             payloads = b"".join([jf.payload for fl in frame_lists for jf in fl])  # type: ignore[misc]
@@ -558,26 +562,24 @@ class MediaEngine:
             r = 0
             for i, fl in zip(where, frame_lists, strict=True):
                 sess = ok[i].session
-                if len(fl) == 1:
-                    row = m[r]
-                    sess._ts_anchor = (fl[0].timestamp, sess._dec_pos)
-                    sess._dec_pos += n
-                    held = sess._playout_buf
-                    if len(held):
-                        sess._played_frame = held
-                        sess._playout_buf = row
-                    else:
-                        sess._played_frame = row
-                    decoded[i] = row
+                k = len(fl)
+                dec = m[r] if k == 1 else m[r:r + k].reshape(-1)
+                sess._ts_anchor = (fl[-1].timestamp, sess._dec_pos + (k - 1) * n)
+                sess._dec_pos += k * n
+                held = sess._playout_buf
+                if not len(held):
+                    sess._played_frame = dec[:n] if k > 1 else dec
+                    sess._playout_buf = dec[n:]
+                elif k == 1 and len(held) == n:
+                    sess._played_frame = held
+                    sess._playout_buf = dec
                 else:
-                    both = m[r:r + 2].reshape(-1)
-                    sess._ts_anchor = (fl[1].timestamp, sess._dec_pos + n)
-                    sess._dec_pos += 2 * n
-                    sess._played_frame = both[:n]
-                    sess._playout_buf = both[n:]
-                    decoded[i] = both
+                    joined = np.concatenate((held, dec))
+                    sess._played_frame = joined[:n]
+                    sess._playout_buf = joined[n:]
                 sess._play_pos += n
-                r += len(fl)
+                decoded[i] = dec
+                r += k
         # Phase 3: in-band detection (one bank pass per sample rate) and the second half of the tick
         failed: set[int] = set()
         batched: dict[int, list[int]] = {}
