@@ -64,6 +64,19 @@ a=sendrecv
 """
 
 #: INVITE, optional digest retry, ACK, optional INFO digits / pcap playback, pause, BYE.
+#: a SIPp phone's SDP offering PCMU and telephone-event 0-16 only (for scenarios written inline)
+PCMU_SDP = """v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=sipp
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
 UAC_TEMPLATE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="roomtone uac">
   <send retrans="500"><![CDATA[

@@ -31,7 +31,7 @@ from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
 from tests.pcaps import Frame, write_pcap
-from tests.phones.sipp import sipp
+from tests.phones.sipp import PCMU_SDP, sipp
 
 from .conftest import wait_for
 
@@ -39,17 +39,7 @@ pytestmark = pytest.mark.interop
 
 TONE_HZ = 700
 
-_SDP = """v=0
-o=sipp 1 1 IN IP4 [local_ip]
-s=sipp
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-"""
+_SDP = PCMU_SDP
 
 
 def _response(status: str, body: str = "", retrans: bool = False) -> str:

@@ -19,7 +19,7 @@ from livekit.api.twirp_client import TwirpError
 from roomtone.api import install
 from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.gateway import SipGateway
-from tests.phones.sipp import sipp
+from tests.phones.sipp import PCMU_SDP, sipp
 
 from ..api.conftest import start_server
 from .conftest import wait_for, watch
@@ -28,17 +28,7 @@ pytestmark = pytest.mark.interop
 
 KEY, SECRET = "APIcalls", "calls-secret-0123456789abcdefghijkl"
 
-_SDP = """v=0
-o=sipp 1 1 IN IP4 [local_ip]
-s=sipp
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-"""
+_SDP = PCMU_SDP
 
 _REPLY = """SIP/2.0 {status}
 [last_Via:]

@@ -24,7 +24,7 @@ from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
-from tests.phones.sipp import Sipp, sipp
+from tests.phones.sipp import PCMU_SDP, Sipp, sipp
 
 from ..api.conftest import start_server
 from .conftest import wait_for
@@ -33,17 +33,7 @@ pytestmark = pytest.mark.interop
 
 KEY, SECRET = "APIheaders", "headers-secret-0123456789abcdefghij"
 
-_SDP = """v=0
-o=sipp 1 1 IN IP4 [local_ip]
-s=sipp
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-"""
+_SDP = PCMU_SDP
 
 
 _VARS: list[str] = []
