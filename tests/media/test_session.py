@@ -261,3 +261,47 @@ def test_symmetric_rtp_ignores_a_second_source_while_the_first_is_alive():
     # the phone moves: its old address went quiet, the new one is followed
     s.receive_rtp(rtp.RtpPacket(0, 6, 6 * 160, 7, b"\xff" * 160).serialize(), evil, 1.0)
     assert s.remote == evil and s.stats.rtp_received == 6
+
+
+def test_rfc4733_presses_from_a_peer_sending_no_audio_do_not_mute_the_call_for_good():
+    """A phone that sends telephone-events but no audio (yet): each press's start and end map to
+    different stream positions, and the start's open span used to stay open for ever, muting
+    everything the call received afterwards and piling up spans."""
+    import struct
+
+    from roomtone.media.g711 import ulaw_encode
+
+    net = Net()
+    b = RtpSession(SessionConfig(telephone_event_pt=101, suppress_tones=True, suppress_delay=0.04),
+                   remote=A, rng=random.Random(3))
+    net.add(b, B)
+
+    def event(seq: int, ts: int, code: int, end: bool, duration: int, marker: bool) -> bytes:
+        header = rtp.RtpPacket(payload_type=101, sequence=seq, timestamp=ts, ssrc=0x1234, marker=marker,
+                               payload=struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration))
+        return header.serialize()
+
+    seq = 0
+    for press in range(3):
+        ts = 8000 * (press + 1) * 10
+        b.receive_rtp(event(seq, ts, 5, False, 160, True), A, net.now)
+        seq += 1
+        net.run(0.1)
+        for _ in range(3):
+            b.receive_rtp(event(seq, ts, 5, True, 800, False), A, net.now)
+            seq += 1
+        net.run(0.2)
+    assert [d for d, _ in digits(net.events[id(b)])] == ["5", "5", "5"]
+    # now the phone's audio starts: it is handed onward, not muted
+    net.audio[id(b)].clear()
+    tone = ulaw_encode((3000 * np.sin(2 * np.pi * 300 * np.arange(160) / 8000)).astype(np.int16))
+    ts = 8000 * 50
+    for k in range(50):
+        b.receive_rtp(rtp.RtpPacket(payload_type=0, sequence=seq, timestamp=ts + 160 * k, ssrc=0x1234,
+                                    payload=tone).serialize(), A, net.now)
+        seq += 1
+        net.run(0.02)
+    net.run(0.2)
+    heard = np.concatenate(net.audio[id(b)]).astype(np.int32)
+    assert np.abs(heard).max() > 2000
+    assert np.count_nonzero(np.abs(heard) > 1000) > 8000 // 4  # most of the 1 s got through

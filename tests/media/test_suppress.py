@@ -36,3 +36,33 @@ def test_no_delay_passes_audio_through_unchanged_without_spans():
     sup = ToneSuppressor(delay_samples=0)
     assert np.array_equal(run(sup, sig, {}), sig)
     assert sup.muted_samples == 0
+
+
+def test_close_by_handle_ends_the_span_even_when_the_position_moved():
+    sig = np.full(3200, 1000, dtype=np.int16)
+    sup = ToneSuppressor(delay_samples=0, margin_samples=0)
+    out = [sup.process(sig[:800])]
+    span = sup.mute(800)  # open at 800
+    out.append(sup.process(sig[800:1600]))
+    sup.close(1600 + 4000, 1600, span)  # a start far from the span's: the handle decides
+    out += [sup.process(sig[i:i + 160]) for i in range(1600, 3200, 160)]
+    got = np.concatenate(out)
+    assert np.all(got[800:1600] == 0)
+    assert np.all(got[1600 + 16:] == 1000)  # the press ended at 1600 (800 + its 800 samples)
+    assert not sup._spans
+
+
+def test_an_open_span_whose_end_was_lost_stops_muting_and_pins_nothing():
+    sig = np.full(16000, 1000, dtype=np.int16)
+    sup = ToneSuppressor(delay_samples=0, margin_samples=0, max_open_samples=1600)
+    sup.mute(160)  # never closed
+    out = []
+    for i in range(0, len(sig), 160):
+        if i in (3200, 6400, 9600):  # later presses, each opened and closed
+            sup.mute(i, i + 320)
+        out.append(sup.process(sig[i:i + 160]))
+    got = np.concatenate(out)
+    assert np.all(got[160:1760] == 0)
+    assert np.all(got[1760 + 16:3200 - 16] == 1000)  # unmuted after max_open_samples
+    assert np.all(got[9600:9920] == 0) and np.all(got[9920 + 16:] == 1000)
+    assert not sup._spans  # nothing left behind an open span

@@ -53,6 +53,9 @@ from roomtone.media.suppress import ToneSuppressor
 
 log = logging.getLogger(__name__)
 
+#: a muted key press (its end lost) stops muting the received audio after this long
+MAX_MUTED_PRESS_SECONDS = 10
+
 Address = tuple[str, int]
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _HEADER = rtp.RTP_HEADER
@@ -326,7 +329,9 @@ class RtpSession:
             self._suppressor = ToneSuppressor(
                 delay_samples=int(cfg.suppress_delay * codec.sample_rate),
                 margin_samples=codec.sample_rate // 100,
+                max_open_samples=codec.sample_rate * MAX_MUTED_PRESS_SECONDS,
             )
+        self._rx_spans: dict[tuple[int, int, int], list[int | None]] = {}  # RFC 4733 press -> muted span
 
     @property
     def remote_rtcp(self) -> Address | None:
@@ -896,12 +901,18 @@ class RtpSession:
                     self._rx_starts.pop(next(iter(self._rx_starts)))
                 self._emit_start(ev.code, "rfc4733", ev.at)
                 if self._suppressor is not None:
-                    self._suppressor.mute(self._stream_pos(ev.timestamp), None)
+                    key = (ev.ssrc, ev.timestamp, ev.code)
+                    self._rx_spans[key] = self._suppressor.mute(self._stream_pos(ev.timestamp), None)
+                    if len(self._rx_spans) > 64:
+                        self._rx_spans.pop(next(iter(self._rx_spans)))
             elif isinstance(ev, rfc4733.DigitEnded):
                 start = self._rx_starts.pop((ev.ssrc, ev.timestamp, ev.code), ev.at - ev.seconds)
                 if self._suppressor is not None:
-                    pos = self._stream_pos(ev.timestamp)
-                    self._suppressor.close(pos, pos + ev.duration * self.codec.samples_per_tick)
+                    # end the span opened at the start: the stream position of the same timestamp
+                    # can move meanwhile (no audio from the peer, a new audio anchor)
+                    span = self._rx_spans.pop((ev.ssrc, ev.timestamp, ev.code), None)
+                    pos = self._stream_pos(ev.timestamp) if span is None else (span[0] or 0) + self._suppressor.margin_samples
+                    self._suppressor.close(pos, pos + ev.duration * self.codec.samples_per_tick, span)
                 self._emit_end(ev.code, "rfc4733", start, ev.seconds, ev.volume)
             else:
                 self.rfc4733_anomalies += 1

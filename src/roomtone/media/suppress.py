@@ -11,6 +11,11 @@ audio it passes on. Positions are absolute sample indices of the decoded stream.
 
 ``margin_samples`` widens every span at both ends (default 10 ms) to take the tone's edges too.
 Muting ramps over a few samples to avoid clicks.
+
+A span opened by :meth:`ToneSuppressor.mute` with no end is closed by :meth:`ToneSuppressor.close`,
+best with the handle ``mute`` returned (positions computed at the start and at the end of a press
+may differ, e.g. when the peer sends events but no audio). ``max_open_samples`` bounds a span left
+open (a lost end): it stops muting after that many samples instead of muting the call forever.
 """
 
 from __future__ import annotations
@@ -23,24 +28,32 @@ _RAMP = 16
 
 
 class ToneSuppressor:
-    def __init__(self, delay_samples: int = 320, margin_samples: int = 80) -> None:
+    def __init__(self, delay_samples: int = 320, margin_samples: int = 80,
+                 max_open_samples: int | None = None) -> None:
         if delay_samples < 0 or margin_samples < 0:
             raise ValueError("delay and margin must be >= 0")
         self.delay_samples = delay_samples
         self.margin_samples = margin_samples
+        self.max_open_samples = max_open_samples
         self._spans: deque[list[int | None]] = deque()  # [start, end or None while open]
         self._pending = np.zeros(delay_samples, dtype=np.int16)  # the delay line
         self._frames: deque[np.ndarray] | None = None  # the same, as whole frames
         self._out_pos = -delay_samples  # sample index of the next sample handed onward
         self.muted_samples = 0
 
-    def mute(self, start: int, end: int | None = None) -> None:
-        """Mute ``[start, end)`` (end None: until :meth:`close`)."""
-        self._spans.append([max(0, start - self.margin_samples),
-                            None if end is None else end + self.margin_samples])
+    def mute(self, start: int, end: int | None = None) -> list[int | None]:
+        """Mute ``[start, end)`` (end None: until :meth:`close`); returns the span's handle."""
+        span: list[int | None] = [max(0, start - self.margin_samples),
+                                  None if end is None else end + self.margin_samples]
+        self._spans.append(span)
+        return span
 
-    def close(self, start: int, end: int) -> None:
-        """End the open span that began at ``start`` (or add the span if none is open)."""
+    def close(self, start: int, end: int, span: list[int | None] | None = None) -> None:
+        """End the open span ``span`` (from :meth:`mute`), else the open one that began near
+        ``start``; add the span if none is open."""
+        if span is not None and span[1] is None:
+            span[1] = end + self.margin_samples
+            return
         lo = max(0, start - self.margin_samples)
         for span in self._spans:
             if span[1] is None and abs((span[0] or 0) - lo) <= 4 * self.margin_samples + 1:
@@ -86,6 +99,11 @@ class ToneSuppressor:
         self._out_pos = hi
         if not spans:
             return out
+        limit = self.max_open_samples
+        if limit is not None:  # an open span that outlived the limit (its end was lost) ends there
+            for span in spans:
+                if span[1] is None and hi - (span[0] or 0) > limit:
+                    span[1] = (span[0] or 0) + limit
         for span in spans:
             s, e = span[0] or 0, span[1]
             if s >= hi or (e is not None and e <= lo):
@@ -102,6 +120,7 @@ class ToneSuppressor:
                 if e is not None and e < hi:
                     k = min(_RAMP, n - b)
                     out[b:b + k] = (out[b:b + k] * np.linspace(0.0, 1.0, k)).astype(np.int16)
-        while spans and spans[0][1] is not None and spans[0][1] <= hi:
-            spans.popleft()
+        # forget spans that are over, wherever they sit (an open one ahead must not pin them)
+        if any(e is not None and e <= hi for _, e in spans):
+            self._spans = deque(span for span in spans if span[1] is None or span[1] > hi)
         return out
