@@ -1,0 +1,369 @@
+"""SIP bridge DTMF latency end to end: phones -> ``roomtone serve`` -> official Python SDK, and back.
+
+``benchmarks/bridge.py`` measures the gateway in one process with server-side room participants;
+this one runs the whole thing as deployed, in a network namespace (WebRTC ignores loopback):
+
+* ``roomtone serve`` with its embedded defaults plus a SIP port and RTP range (log level: warnings);
+* an **agents** process: N official Python ``livekit`` SDK participants (the Rust core over WebRTC),
+  one per room ``bench_p<i>``;
+* a **phones** process: it creates the inbound trunk and an individual dispatch rule with the
+  official ``livekit-api`` client, then places N calls with roomtone's UA (SIP) and one bare UDP
+  socket per call (RTP, kernel receive stamps).
+
+The phones send 20 ms PCMU audio all the time, as phones do (the press's event packets share the
+audio's SSRC, sequence and clock). Each round: **phone -> SDK**, every phone sends an RFC 4733 start
+packet at once; latency = from
+that packet's send to the agent's ``sip_dtmf_received`` event. **SDK -> phone**, every agent calls
+``publish_dtmf`` at once; latency = from the start of that burst to the kernel receive stamp of the
+first telephone-event packet on the phone's socket. Both processes share the wall clock
+(``time.time()``), which is what makes the cross-process figures comparable.
+
+The SDK's own dispatch (FFI -> Python event) and its WebRTC/SCTP hop are part of these figures, as
+they are for a user; with N participants in one agents process that process's event loop is also
+part of the burst figures. No anchor server is run here (livekit-server has no SIP bridge of its
+own); ``benchmarks/rooms.py`` compares the WebRTC hop with livekit-server.
+
+    python benchmarks/bridge_sdk.py --calls 1,20 --rounds 10      (root: network namespace)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "src"), str(REPO / "benchmarks")]
+
+KEY, SECRET = "APIbridge", "bridge-bench-secret-0123456789abcdef"
+HTTP_PORT, SIP_PORT = 7880, 5060
+TE_PT = 101
+
+
+def pct(values: list[float], p: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.array(values) * 1000, p)) if values else float("nan")
+
+
+# ------------------------------------------------------------------------------- agents (SDK)
+
+async def agents_main(first: int, n: int) -> None:
+    from livekit import api, rtc
+
+    rooms: list[Any] = []
+    arrived: dict[tuple[int, int], float] = {}
+
+    def on_dtmf_for(i: int) -> Any:
+        def on_dtmf(ev: Any) -> None:
+            arrived.setdefault((i, ev.code), time.time())
+        return on_dtmf
+
+    for i in range(first, first + n):
+        token = (api.AccessToken(KEY, SECRET).with_identity(f"agent{i}")
+                 .with_grants(api.VideoGrants(room_join=True, room=f"bench_p{i}")).to_jwt())
+        room = rtc.Room()
+        room.on("sip_dtmf_received", on_dtmf_for(i))
+        await room.connect(f"ws://127.0.0.1:{HTTP_PORT}", token, rtc.RoomOptions(auto_subscribe=False))
+        rooms.append(room)
+    reply({"joined": n})
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        cmd = json.loads(line)
+        if cmd["cmd"] == "wait_sip":  # every room has its SIP participant
+            deadline = time.monotonic() + 60
+            while any(f"sip_p{i}" not in r.remote_participants for i, r in enumerate(rooms, first)):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            reply({"ready": sum(f"sip_p{i}" in r.remote_participants for i, r in enumerate(rooms, first))})
+        elif cmd["cmd"] == "collect":
+            code = cmd["code"]
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and sum(1 for (i, c) in arrived if c == code) < n:
+                await asyncio.sleep(0.01)
+            reply({"at": {str(i): t for (i, c), t in arrived.items() if c == code}})
+            arrived.clear()
+        elif cmd["cmd"] == "publish":
+            from roomtone.dtmf.digits import digit_for
+
+            code = cmd["code"]
+            start = time.time()
+            # (the Python SDK's publish_dtmf takes no destinations; each room holds one phone)
+            await asyncio.gather(*(r.local_participant.publish_dtmf(code=code, digit=digit_for(code)) for r in rooms))
+            reply({"start": start})
+        elif cmd["cmd"] == "quit":
+            break
+    for r in rooms:
+        await r.disconnect()
+
+
+# ------------------------------------------------------------------------------- phones
+
+async def phones_main(n: int) -> None:
+    from livekit import api
+    from livekit.protocol import sip as sip_pb
+
+    from bridge import phone_socket
+    from roomtone.sip.ua import UserAgent
+
+    lk = api.LiveKitAPI(f"http://127.0.0.1:{HTTP_PORT}", KEY, SECRET)
+    await lk.sip.create_inbound_trunk(sip_pb.CreateSIPInboundTrunkRequest(
+        trunk=sip_pb.SIPInboundTrunkInfo(name="bench", numbers=["+1000"])))
+    await lk.sip.create_dispatch_rule(sip_pb.CreateSIPDispatchRuleRequest(
+        rule=sip_pb.SIPDispatchRule(dispatch_rule_individual=sip_pb.SIPDispatchRuleIndividual(
+            room_prefix="bench", no_randomness=True))))
+    await lk.aclose()
+    ua = UserAgent("127.0.0.1", 0, transports=("UDP",))
+    await ua.start()
+    rx: dict[tuple[int, int], float] = {}
+    socks, dests, calls = [], [], []
+    for i in range(n):
+        sock = phone_socket(i, rx)
+        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                 f"m=audio {sock.port} RTP/AVP 0 {TE_PT}\r\na=rtpmap:0 PCMU/8000\r\n"
+                 f"a=rtpmap:{TE_PT} telephone-event/8000\r\na=fmtp:{TE_PT} 0-16\r\na=ptime:20\r\n").encode()
+        call = await ua.invite(f"sip:+1000@127.0.0.1:{SIP_PORT}", offer, from_user=f"p{i}")
+        await call.wait_answered()
+        answer = call.remote_body.decode()
+        addr = re.search(r"c=IN IP4 (\S+)", answer)
+        port = re.search(r"m=audio (\d+)", answer)
+        assert addr and port, answer
+        socks.append(sock)
+        dests.append((addr.group(1), int(port.group(1))))
+        calls.append(call)
+    reply({"calls": n})
+    # Like real phones, each call sends 20 ms of PCMU every 20 ms (low noise); a key press's event
+    # packets share the call's SSRC, sequence numbers and clock (RFC 4733 §2.1), and the press's
+    # timestamp is the audio timestamp at its start. Audio goes on during the press.
+    ssrc = [0x1000 + i for i in range(n)]
+    seq = [0] * n
+    ts = [0] * n
+    import numpy as np
+
+    from roomtone.media.g711 import ulaw_encode
+
+    noise = ulaw_encode(np.random.default_rng(1).normal(0, 100, 160).astype(np.int16))
+
+    def rtp(i: int, pt: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
+        header = bytes([0x80, (0x80 if marker else 0) | pt]) + seq[i].to_bytes(2, "big") + \
+            (timestamp & 0xFFFFFFFF).to_bytes(4, "big") + ssrc[i].to_bytes(4, "big")
+        seq[i] = (seq[i] + 1) & 0xFFFF
+        socks[i].sendto(header + payload, dests[i])
+
+    async def audio() -> None:
+        next_at = time.monotonic()
+        while True:
+            for i in range(n):
+                rtp(i, 0, ts[i], noise)
+                ts[i] += 160
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    audio_task = asyncio.ensure_future(audio())
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        cmd = json.loads(line)
+        if cmd["cmd"] == "press":  # every phone starts a key press at once, ends it 100 ms later
+            code = cmd["code"]
+            sent = {}
+            starts = list(ts)
+            for i in range(n):
+                sent[str(i)] = time.time()
+                rtp(i, TE_PT, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
+            await asyncio.sleep(0.1)
+            for i in range(n):
+                for _ in range(3):
+                    rtp(i, TE_PT, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
+            reply({"sent": sent})
+        elif cmd["cmd"] == "heard":
+            code = cmd["code"]
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and sum(1 for (i, c) in rx if c == code) < n:
+                await asyncio.sleep(0.01)
+            reply({"at": {str(i): t for (i, c), t in rx.items() if c == code}})
+            rx.clear()
+        elif cmd["cmd"] == "quit":
+            break
+    audio_task.cancel()
+    for call in calls:
+        await call.hangup()
+    for s in socks:
+        s.close()
+    await ua.close()
+
+
+def reply(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------------- driver
+
+class Worker:
+    def __init__(self, ns: Any, role: str, n: int, first: int = 0) -> None:
+        self.proc = ns.popen([sys.executable, str(Path(__file__).resolve()), "--role", role, "--n", str(n),
+                              "--first", str(first)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")])))
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, obj: dict[str, Any] | None = None) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        if obj is not None:
+            self.send(obj)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited (rc={self.proc.wait()})")
+        return dict(json.loads(line))
+
+
+def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
+    from tests.netns import Netns
+
+    with Netns(prefix="rtbridge") as ns:
+        config = ns.tmp_path("bridge.yaml")
+        config.write_text(f"sip:\n  port: {SIP_PORT}\n  transports: [UDP]\n"
+                          "  rtp_port_range_start: 30000\n  rtp_port_range_end: 32000\n")
+        log = ns.tmp_path("server.log")
+        env = dict(os.environ, LIVEKIT_API_KEY=KEY, LIVEKIT_API_SECRET=SECRET,
+                   XDG_DATA_HOME=str(ns.tmp_path("data")), PYTHONPATH=str(REPO / "src"))
+        with open(log, "wb") as out:
+            ns.popen([sys.executable, "-m", "roomtone.cli", "serve", "--bind", "127.0.0.1", "--port",
+                      str(HTTP_PORT), "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60
+        while not ns.http_get(f"http://127.0.0.1:{HTTP_PORT}/", timeout=2)[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("roomtone serve did not start:\n" + log.read_text())
+            time.sleep(0.2)
+        procs = max(1, min(agent_procs, n))
+        bounds = [(k * n // procs, (k + 1) * n // procs) for k in range(procs)]
+        agents = [Worker(ns, "agents", hi - lo, lo) for lo, hi in bounds]
+        for a in agents:
+            a.ask()
+        phones = Worker(ns, "phones", n)
+        phones.ask()
+        ready = sum(a.ask({"cmd": "wait_sip"})["ready"] for a in agents)
+        if ready != n:
+            raise RuntimeError(f"only {ready} of {n} SIP participants joined:\n" + log.read_text()[-3000:])
+        pcap = ns.tmp_path("bridge.pcap")
+        dump = ns.popen(["tcpdump", "-i", "lo", "-w", str(pcap), "-U", "-s", "96", "udp"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shutil.which("tcpdump") else None
+        time.sleep(1.0)
+        up: list[float] = []
+        down: list[float] = []
+        presses: list[float] = []
+        for r in range(rounds + 1):  # round 0 warms up (the agents' publisher connections start lazily)
+            code = r % 10
+            sent = phones.ask({"cmd": "press", "code": code, "round": r})["sent"]
+            got: dict[str, float] = {}
+            for a in agents:
+                got.update(a.ask({"cmd": "collect", "code": code})["at"])
+            for a in agents:  # every agents process publishes its burst at once
+                a.send({"cmd": "publish", "code": code})
+            start = min(a.ask()["start"] for a in agents)
+            heard = phones.ask({"cmd": "heard", "code": code})["at"]
+            if r:
+                presses.append(min(sent.values()))
+                up += [got[i] - sent[i] for i in sent if i in got]
+                down += [t - start for t in heard.values()]
+            time.sleep(0.3)
+        for w in (phones, *agents):
+            assert w.proc.stdin is not None
+            w.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            w.proc.stdin.flush()
+            w.proc.wait(timeout=60)
+        residence: list[float] = []
+        if dump is not None:
+            time.sleep(0.5)
+            dump.terminate()
+            dump.wait(timeout=10)
+            residence = server_residence(pcap, presses)
+            if os.environ.get("BRIDGE_SDK_KEEP_PCAP"):
+                shutil.copy(pcap, os.environ["BRIDGE_SDK_KEEP_PCAP"])
+        return {"up": up, "down": down, "expected": rounds * n, "residence": residence}
+
+
+def server_residence(pcap: Path, presses: list[float]) -> list[float]:
+    """phone -> SDK inside the server: from a round's first RFC 4733 start packet reaching the
+    server's RTP port to each DTLS application-data record (a DataPacket on its way to an SDK)
+    the server sends in the next 100 ms. The wire times come from one capture on the namespace's
+    loopback, so the SDK process's own scheduling is not in these figures."""
+    import dpkt
+
+    packets: list[tuple[float, bytes, int, int, int]] = []
+    with open(pcap, "rb") as f:
+        for ts, buf in dpkt.pcap.Reader(f):
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.udp.UDP):
+                continue
+            udp = ip.data
+            # (the capture keeps 96 bytes of each packet: the UDP length field has the real size)
+            packets.append((ts, bytes(udp.data), udp.sport, udp.dport, udp.ulen - 8))
+    out: list[float] = []
+    for press in presses:
+        window = [p for p in packets if press - 0.01 <= p[0] < press + 0.1]
+        starts = [t for t, data, _, dport, _ in window
+                  if 30000 <= dport <= 32000 and len(data) >= 16 and data[1] & 0x7F == TE_PT and data[1] & 0x80]
+        if not starts:
+            continue
+        t0 = min(starts)
+        out += [t - t0 for t, data, sport, _, size in window
+                if t >= t0 and data[:1] == b"\x17" and size >= 80 and not 30000 <= sport <= 32000]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", default="1,20")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--role", choices=("agents", "phones"), help=argparse.SUPPRESS)
+    ap.add_argument("--agent-procs", type=int, default=1,
+                    help="spread the SDK participants over this many processes")
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.role == "agents":
+        asyncio.run(agents_main(args.first, args.n))
+        return
+    if args.role == "phones":
+        asyncio.run(phones_main(args.n))
+        return
+    rows = [(n, run(n, args.rounds, args.agent_procs)) for n in (int(x) for x in args.calls.split(","))]
+    print(f"phones -> roomtone serve -> Python SDK (WebRTC, network namespace); {args.rounds} rounds; "
+          f"SDK participants in {args.agent_procs} process(es)")
+    print(f"{'direction':<14}{'calls':>6}{'p50':>9}{'p99':>9}{'samples':>9}{'lost':>6}")
+    print("-" * 53)
+    for n, res in rows:
+        for name, key in (("phone->SDK", "up"), ("SDK->phone", "down")):
+            lat = res[key]
+            print(f"{name:<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
+                  f"{res['expected'] - len(lat):>6}")
+        if res["residence"]:
+            lat = res["residence"]
+            print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
+                  "      (phone->SDK: RTP in -> DTLS out, captured)")
+
+
+if __name__ == "__main__":
+    main()
