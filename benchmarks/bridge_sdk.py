@@ -272,6 +272,7 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
         up: list[float] = []
         down: list[float] = []
         presses: list[float] = []
+        publishes: list[float] = []
         for r in range(rounds + 1):  # round 0 warms up (the agents' publisher connections start lazily)
             code = r % 10
             sent = phones.ask({"cmd": "press", "code": code, "round": r})["sent"]
@@ -284,6 +285,7 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
             heard = phones.ask({"cmd": "heard", "code": code})["at"]
             if r:
                 presses.append(min(sent.values()))
+                publishes.append(start)
                 up += [got[i] - sent[i] for i in sent if i in got]
                 down += [t - start for t in heard.values()]
             time.sleep(0.3)
@@ -293,21 +295,24 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
             w.proc.stdin.flush()
             w.proc.wait(timeout=60)
         residence: list[float] = []
+        residence_down: list[float] = []
         if dump is not None:
             time.sleep(0.5)
             dump.terminate()
             dump.wait(timeout=10)
-            residence = server_residence(pcap, presses)
+            residence, residence_down = server_residence(pcap, presses, publishes)
             if os.environ.get("BRIDGE_SDK_KEEP_PCAP"):
                 shutil.copy(pcap, os.environ["BRIDGE_SDK_KEEP_PCAP"])
-        return {"up": up, "down": down, "expected": rounds * n, "residence": residence}
+        return {"up": up, "down": down, "expected": rounds * n, "residence": residence,
+                "residence_down": residence_down}
 
 
-def server_residence(pcap: Path, presses: list[float]) -> list[float]:
-    """phone -> SDK inside the server: from a round's first RFC 4733 start packet reaching the
-    server's RTP port to each DTLS application-data record (a DataPacket on its way to an SDK)
-    the server sends in the next 100 ms. The wire times come from one capture on the namespace's
-    loopback, so the SDK process's own scheduling is not in these figures."""
+def server_residence(pcap: Path, presses: list[float], publishes: list[float]) -> tuple[list[float], list[float]]:
+    """The server's own share, from one capture on the namespace's loopback (so the SDK
+    processes' scheduling is not in it). phone -> SDK: from a round's first RFC 4733 start packet
+    reaching the server's RTP port to each DTLS application-data record (a DataPacket on its way
+    to an SDK) the server sends in the next 100 ms. SDK -> phone: from the first DTLS record of
+    the agents' burst reaching the server to each RFC 4733 start packet the server sends."""
     import dpkt
 
     packets: list[tuple[float, bytes, int, int, int]] = []
@@ -321,6 +326,23 @@ def server_residence(pcap: Path, presses: list[float]) -> list[float]:
             # (the capture keeps 96 bytes of each packet: the UDP length field has the real size)
             packets.append((ts, bytes(udp.data), udp.sport, udp.dport, udp.ulen - 8))
     out: list[float] = []
+    down: list[float] = []
+    # the server's WebRTC ports: sources of the DataPackets it sends right after a press (the
+    # agents send nothing but SACKs, under 80 bytes, then)
+    server_ports = {sport for press in presses for t, data, sport, _, size in packets
+                    if press <= t < press + 0.05 and data[:1] == b"\x17" and size >= 80
+                    and not 30000 <= sport <= 32000}
+    for publish in publishes:
+        window = [p for p in packets if publish - 0.005 <= p[0] < publish + 0.8]
+        dtls_in = [t for t, data, _, dport, size in window
+                   if data[:1] == b"\x17" and size >= 80 and dport in server_ports]
+        first_out: dict[int, float] = {}  # each phone's first event packet (marker) of this round
+        for t, data, sport, dport, _ in window:
+            if 30000 <= sport <= 32000 and len(data) >= 2 and data[1] == 0x80 | TE_PT:
+                first_out.setdefault(dport, t)
+        if dtls_in:
+            t0 = min(dtls_in)
+            down += [t - t0 for t in first_out.values() if t0 <= t < t0 + 0.5]
     for press in presses:
         window = [p for p in packets if press - 0.01 <= p[0] < press + 0.1]
         starts = [t for t, data, _, dport, _ in window
@@ -330,7 +352,7 @@ def server_residence(pcap: Path, presses: list[float]) -> list[float]:
         t0 = min(starts)
         out += [t - t0 for t, data, sport, _, size in window
                 if t >= t0 and data[:1] == b"\x17" and size >= 80 and not 30000 <= sport <= 32000]
-    return out
+    return out, down
 
 
 def main() -> None:
@@ -363,6 +385,10 @@ def main() -> None:
             lat = res["residence"]
             print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
                   "      (phone->SDK: RTP in -> DTLS out, captured)")
+        if res["residence_down"]:
+            lat = res["residence_down"]
+            print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
+                  "      (SDK->phone: first DTLS in -> RFC 4733 out, captured)")
 
 
 if __name__ == "__main__":
