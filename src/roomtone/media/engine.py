@@ -521,21 +521,22 @@ class MediaEngine:
                     buffered = len(held)
                     # whole frames only, and never so many that the playout drops audio
                     if buffered % n == 0 and buffered + nf * n <= 4 * n:
-                        if nf:
-                            for jf in frames:
-                                if jf.payload is None or len(jf.payload) != n:
-                                    break
-                            else:
-                                group = steady.get((id(table), n))
-                                if group is None:
-                                    group = steady[(id(table), n)] = (table, [], [])
-                                group[1].append(len(ok))
-                                group[2].append(frames)
-                                rows += nf
-                                ok.append(s)
-                                decoded.append(_NO_AUDIO)  # filled in below
-                                continue
-                        elif buffered:
+                        if nf == 1:
+                            payload = frames[0].payload
+                            whole = payload is not None and len(payload) == n
+                        else:  # none due (then: is anything buffered?) or a few (after a late tick)
+                            whole = all(jf.payload is not None and len(jf.payload) == n for jf in frames)
+                        if nf and whole:
+                            group = steady.get((id(table), n))
+                            if group is None:
+                                group = steady[(id(table), n)] = (table, [], [])
+                            group[1].append(len(ok))
+                            group[2].append(frames)
+                            rows += nf
+                            ok.append(s)
+                            decoded.append(_NO_AUDIO)  # filled in below
+                            continue
+                        if not nf and buffered:
                             # nothing due, whole frames buffered (the ticks after a late one)
                             sess._played_frame = held[:n]
                             sess._playout_buf = held[n:]
@@ -568,8 +569,11 @@ class MediaEngine:
                 sess._dec_pos += k * n
                 held = sess._playout_buf
                 if not len(held):
-                    sess._played_frame = dec[:n] if k > 1 else dec
-                    sess._playout_buf = dec[n:]
+                    if k == 1:
+                        sess._played_frame = dec  # the steady state: the buffer stays empty
+                    else:
+                        sess._played_frame = dec[:n]
+                        sess._playout_buf = dec[n:]
                 elif k == 1 and len(held) == n:
                     sess._played_frame = held
                     sess._playout_buf = dec
