@@ -9,7 +9,9 @@ roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured
   ``agent`` (a server-side endpoint, so no WebRTC client sits in the path); ``--shared-room``
   puts every call and one agent in a single room instead (every digit fans out to all calls);
 * N phones: SIP by roomtone's own UA, media by one bare UDP socket each (no media engine on the
-  phone side, so the CPU goes to the gateway under test).
+  phone side, so the CPU goes to the gateway under test); like real phones they send 20 ms of
+  PCMU every 20 ms all the time (``--no-audio``: only the events), and a press's event packets
+  share the audio's SSRC, sequence and clock.
 
 **phone -> room**: each phone's RTP socket sends an RFC 4733 *start* packet (marker set) to the
 call's RTP port; latency = until ``agent`` receives the ``sip_dtmf`` packet for that call.
@@ -55,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from livekit.protocol import models  # noqa: E402
 from livekit.protocol import sip as sip_pb  # noqa: E402
 
+from roomtone.media.g711 import ulaw_encode  # noqa: E402
 from roomtone.rooms import CallbackEndpoint, RoomManager  # noqa: E402
 from roomtone.sip.ua import UserAgent  # noqa: E402
 from roomtone.telephony.gateway import GatewayConfig, SipGateway  # noqa: E402
@@ -64,11 +67,6 @@ from roomtone.telephony.store import SQLiteTelephonyStore  # noqa: E402
 
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.array(values) * 1000, p)) if values else float("nan")
-
-
-def event_packet(pt: int, seq: int, ts: int, ssrc: int, code: int, end: bool, duration: int, marker: bool) -> bytes:
-    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
-    return header + struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
 
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
@@ -165,7 +163,7 @@ async def anchor(burst: int, rounds: int) -> tuple[list[float], list[float]]:
     return in_loop, wire
 
 
-async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True) -> dict[str, Any]:
+async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True, audio: bool = True) -> dict[str, Any]:
     base = random.randrange(40000, 50000, 1000)
     telephony = Telephony(SQLiteTelephonyStore(":memory:"))
     rooms = RoomManager()
@@ -222,20 +220,41 @@ async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True) -> d
         gc.collect()
         gc.freeze()
     ssrc = [random.getrandbits(32) for _ in range(n_calls)]
+    seq = [0] * n_calls
+    ts = [0] * n_calls
+    noise = ulaw_encode(np.random.default_rng(1).normal(0, 100, 160).astype(np.int16))
+
+    def rtp_out(i: int, pt: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq[i], timestamp & 0xFFFFFFFF, ssrc[i])
+        seq[i] = (seq[i] + 1) & 0xFFFF
+        socks[i].sendto(header + payload, dests[i])
+
+    async def phone_audio() -> None:
+        """20 ms of PCMU from every phone every 20 ms, as phones send (events share its clock)."""
+        next_at = time.monotonic()
+        while True:
+            for i in range(n_calls):
+                rtp_out(i, 0, ts[i], noise)
+                ts[i] += 160
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    audio_task = asyncio.ensure_future(phone_audio()) if audio else None
+    await asyncio.sleep(0.5)
     up: list[float] = []
     down: list[float] = []
     for r in range(rounds):
         code = r % 10
-        # phone -> room: one start packet per call, all at once
+        # phone -> room: one start packet per call, all at once (timestamp: the audio's, now)
         sent: dict[int, float] = {}
+        starts = [t if audio else 160 * 1000 * (r + 1) for t in ts]
         for i in range(n_calls):
             sent[i] = time.perf_counter()
-            socks[i].sendto(event_packet(101, r * 10, 160 * 1000 * (r + 1), ssrc[i], code, False, 160, True), dests[i])
+            rtp_out(i, 101, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
         await asyncio.sleep(0.1)
         for i in range(n_calls):
-            for k in range(3):
-                socks[i].sendto(event_packet(101, r * 10 + 1 + k, 160 * 1000 * (r + 1), ssrc[i], code, True, 800, False),
-                                dests[i])
+            for _ in range(3):
+                rtp_out(i, 101, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
         await asyncio.sleep(0.1)
         up += [room_rx[(f"sip_p{i}", code)] - t for i, t in sent.items() if (f"sip_p{i}", code) in room_rx]
         room_rx.clear()
@@ -247,6 +266,8 @@ async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True) -> d
         await asyncio.sleep(0.4)
         down += [phone_rx[(i, code)] - start for i in range(n_calls) if (i, code) in phone_rx]
         phone_rx.clear()
+    if audio_task is not None:
+        audio_task.cancel()
     for call in calls:
         await call.hangup()
     for t in socks:
@@ -266,17 +287,20 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("-v", action="store_true", help="log at INFO")
     ap.add_argument("--shared-room", action="store_true", help="all calls in one room")
+    ap.add_argument("--no-audio", action="store_true",
+                    help="phones send only telephone-events, no audio (the figures before 2026-11-25)")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave set-up objects in the GC (roomtone serve freezes them after start-up)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if "-v" in sys.argv else logging.ERROR)
     rows = []
     for n in [int(x) for x in args.calls.split(",")]:
-        res = await run(n, args.rounds, args.shared_room, freeze=not args.no_gc_freeze)
+        res = await run(n, args.rounds, args.shared_room, freeze=not args.no_gc_freeze, audio=not args.no_audio)
         anc = await anchor(n, args.rounds)
         rows.append((n, res, anc))
     print(f"rooms: {'one shared room' if args.shared_room else 'one room per call'}; {args.rounds} rounds; "
-          f"gc {'not frozen' if args.no_gc_freeze else 'frozen after set-up'}")
+          f"gc {'not frozen' if args.no_gc_freeze else 'frozen after set-up'}; "
+          f"phones {'send no audio' if args.no_audio else 'send 20 ms PCMU all the time'}")
     print(f"{'direction':<14}{'calls':>6}{'p50':>9}{'p99':>9}{'anchor p50':>12}{'anchor p99':>12}"
           f"{'ratio p99':>11}{'samples':>9}{'lost':>6}")
     print("-" * 88)
