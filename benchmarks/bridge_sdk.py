@@ -308,11 +308,15 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
 
 
 def server_residence(pcap: Path, presses: list[float], publishes: list[float]) -> tuple[list[float], list[float]]:
-    """The server's own share, from one capture on the namespace's loopback (so the SDK
-    processes' scheduling is not in it). phone -> SDK: from a round's first RFC 4733 start packet
-    reaching the server's RTP port to each DTLS application-data record (a DataPacket on its way
-    to an SDK) the server sends in the next 100 ms. SDK -> phone: from the first DTLS record of
-    the agents' burst reaching the server to each RFC 4733 start packet the server sends."""
+    """The server's own share per digit, from one capture on the namespace's loopback (so the SDK
+    and phone processes' scheduling is not in it).
+
+    phone -> SDK: from a round's first RFC 4733 start packet reaching the server's RTP port to
+    each DTLS application-data record (a DataPacket on its way to an SDK) the server sends in the
+    next 100 ms. SDK -> phone: for each agent, from its DTLS record (its SipDTMF) reaching the
+    server to the RFC 4733 start packet the server sends to that agent's phone. Which phone goes
+    with which agent is learnt from the first round: the server relays in arrival order, so the
+    k-th press in goes out as the k-th DataPacket."""
     import dpkt
 
     packets: list[tuple[float, bytes, int, int, int]] = []
@@ -325,34 +329,40 @@ def server_residence(pcap: Path, presses: list[float], publishes: list[float]) -
             udp = ip.data
             # (the capture keeps 96 bytes of each packet: the UDP length field has the real size)
             packets.append((ts, bytes(udp.data), udp.sport, udp.dport, udp.ulen - 8))
-    out: list[float] = []
+
+    def is_press_in(p: tuple[float, bytes, int, int, int]) -> bool:
+        return 30000 <= p[3] <= 32000 and len(p[1]) >= 2 and p[1][1] == 0x80 | TE_PT
+
+    def is_data_out(p: tuple[float, bytes, int, int, int]) -> bool:
+        return p[1][:1] == b"\x17" and p[4] >= 80 and not 30000 <= p[2] <= 32000
+
+    up: list[float] = []
+    phone_of_agent: dict[int, int] = {}
+    server_ports: set[int] = set()
+    for press in presses:
+        window = [p for p in packets if press - 0.01 <= p[0] < press + 0.1]
+        ins = sorted((p for p in window if is_press_in(p)), key=lambda p: p[0])
+        if not ins:
+            continue
+        t0 = ins[0][0]
+        outs = sorted((p for p in window if p[0] >= t0 and is_data_out(p)), key=lambda p: p[0])
+        up += [p[0] - t0 for p in outs]
+        server_ports |= {p[2] for p in outs}
+        if not phone_of_agent and len(ins) == len(outs):
+            phone_of_agent = {o[3]: i[2] for i, o in zip(ins, outs, strict=True)}
     down: list[float] = []
-    # the server's WebRTC ports: sources of the DataPackets it sends right after a press (the
-    # agents send nothing but SACKs, under 80 bytes, then)
-    server_ports = {sport for press in presses for t, data, sport, _, size in packets
-                    if press <= t < press + 0.05 and data[:1] == b"\x17" and size >= 80
-                    and not 30000 <= sport <= 32000}
     for publish in publishes:
-        window = [p for p in packets if publish - 0.005 <= p[0] < publish + 0.8]
-        dtls_in = [t for t, data, _, dport, size in window
-                   if data[:1] == b"\x17" and size >= 80 and dport in server_ports]
-        first_out: dict[int, float] = {}  # each phone's first event packet (marker) of this round
+        window = [p for p in packets if publish - 0.005 <= p[0] < publish + 0.3]
+        first_out: dict[int, float] = {}  # phone port -> the server's first event packet to it
         for t, data, sport, dport, _ in window:
             if 30000 <= sport <= 32000 and len(data) >= 2 and data[1] == 0x80 | TE_PT:
                 first_out.setdefault(dport, t)
-        if dtls_in:
-            t0 = min(dtls_in)
-            down += [t - t0 for t in first_out.values() if t0 <= t < t0 + 0.5]
-    for press in presses:
-        window = [p for p in packets if press - 0.01 <= p[0] < press + 0.1]
-        starts = [t for t, data, _, dport, _ in window
-                  if 30000 <= dport <= 32000 and len(data) >= 16 and data[1] & 0x7F == TE_PT and data[1] & 0x80]
-        if not starts:
-            continue
-        t0 = min(starts)
-        out += [t - t0 for t, data, sport, _, size in window
-                if t >= t0 and data[:1] == b"\x17" and size >= 80 and not 30000 <= sport <= 32000]
-    return out, down
+        for t, data, sport, dport, size in window:
+            if dport in server_ports and data[:1] == b"\x17" and size >= 80:
+                phone = phone_of_agent.get(sport)
+                if phone is not None and phone in first_out and first_out[phone] >= t:
+                    down.append(first_out[phone] - t)
+    return up, down
 
 
 def main() -> None:
@@ -388,7 +398,7 @@ def main() -> None:
         if res["residence_down"]:
             lat = res["residence_down"]
             print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
-                  "      (SDK->phone: first DTLS in -> RFC 4733 out, captured)")
+                  "      (SDK->phone: its DTLS in -> its RFC 4733 out, captured)")
 
 
 if __name__ == "__main__":
