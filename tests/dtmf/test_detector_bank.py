@@ -145,3 +145,35 @@ def test_empty_ticks_change_nothing() -> None:
     got = det.feed(tones[:400]) + det.feed(np.zeros(0, dtype=np.int16)) + det.feed(b"") + det.feed(tones[400:])
     got += det.flush()
     assert [(e.kind, e.digit) for e in got] == [("started", "5"), ("ended", "5")]
+
+
+def test_feed_blocks_gives_feed_s_events_for_whole_sub_blocks() -> None:
+    channels = 6
+    xs = np.stack([signal(300 + c) for c in range(channels)])
+    via_feed, via_blocks = DtmfDetectorBank(channels), DtmfDetectorBank(channels)
+    s = via_blocks.block
+    rng = np.random.default_rng(7)
+    pos = np.zeros(channels, dtype=np.int64)
+    a: list[DtmfEvent] = []
+    b: list[DtmfEvent] = []
+    while (pos < xs.shape[1]).any():
+        # uneven whole sub-blocks per channel this tick (0-4 of them), as after a late tick
+        counts = np.minimum(rng.integers(0, 5, channels), (xs.shape[1] - pos) // s)
+        a += via_feed.feed([xs[c, pos[c]:pos[c] + counts[c] * s] for c in range(channels)])
+        blocks = np.zeros((channels, int(counts.max()) if counts.max() else 1, s), dtype=np.int16)
+        for c in range(channels):
+            blocks[c, :counts[c]] = xs[c, pos[c]:pos[c] + counts[c] * s].reshape(-1, s)
+        b += via_blocks.feed_blocks(blocks, counts.astype(np.int64))
+        pos += counts * s
+    assert len(a) > 5 and by_channel(a, 0) == by_channel(b, 0)
+    assert sorted(map(repr, a)) == sorted(map(repr, b))
+
+
+def test_feed_blocks_refuses_while_a_partial_sub_block_is_pending() -> None:
+    import pytest
+
+    bank = DtmfDetectorBank(2)
+    bank.feed([np.zeros(bank.block + 3, dtype=np.int16), None])
+    assert bank.pending
+    with pytest.raises(ValueError, match="partial sub-block"):
+        bank.feed_blocks(np.zeros((2, 1, bank.block), dtype=np.int16), np.array([1, 1]))

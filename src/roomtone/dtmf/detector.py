@@ -394,6 +394,22 @@ class DtmfDetectorBank:
 
     # ------------------------------------------------------------------ input
 
+    @property
+    def pending(self) -> bool:
+        """Some channel holds samples short of a whole sub-block (then only :meth:`feed` fits)."""
+        return bool(self._npending.any())
+
+    def feed_blocks(self, blocks: npt.NDArray[np.int16], counts: npt.NDArray[np.int64]) -> list[DtmfEvent]:
+        """Whole sub-blocks, already laid out: ``blocks[c, :counts[c]]`` are channel ``c``'s next
+        ``counts[c]`` sub-blocks of :attr:`block` samples (shape ``(channels, m, block)``). For
+        callers that assemble uneven amounts per channel without :meth:`feed`'s per-channel
+        loop; raises ``ValueError`` while any channel has a partial sub-block pending."""
+        if self._npending.any():
+            raise ValueError("feed_blocks needs no partial sub-block pending: use feed")
+        if blocks.ndim != 3 or blocks.shape[0] != len(counts) or blocks.shape[2] != self.block:
+            raise ValueError(f"blocks must be (channels, m, {self.block}) with one count per channel")
+        return self._process(blocks, counts)
+
     def feed(self, frames: npt.ArrayLike | Sequence[npt.ArrayLike | None]) -> list[DtmfEvent]:
         """Process new samples for every channel; return the events they produced."""
         s = self.block

@@ -255,7 +255,7 @@ class InbandBank:
         counts = np.zeros(c.size, dtype=np.int64)
         counts[free] = n // s
         counts[chs] = sel_lens // s
-        if n % s or (sel_lens % s).any() or bank._npending.any():
+        if n % s or (sel_lens % s).any() or bank.pending:
             ragged: list[np.ndarray | None] = [None] * c.size
             for ch in np.flatnonzero(free).tolist():
                 ragged[ch] = np.zeros(n, dtype=np.int16)
@@ -275,4 +275,4 @@ class InbandBank:
                 pick = sel_lens == length
                 rows = np.array([frames[i] for i in sel[pick].tolist()], dtype=np.int16)
                 blocks[chs[pick], :length // s] = rows.reshape(-1, length // s, s)
-        return bank._process(blocks, counts)
+        return bank.feed_blocks(blocks, counts)
