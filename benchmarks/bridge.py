@@ -14,7 +14,8 @@ roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured
   share the audio's SSRC, sequence and clock.
 
 **phone -> room**: each phone's RTP socket sends an RFC 4733 *start* packet (marker set) to the
-call's RTP port; latency = until ``agent`` receives the ``sip_dtmf`` packet for that call.
+call's RTP port, all N back to back; latency = from the start of that burst until ``agent``
+receives the ``sip_dtmf`` packet for that call.
 **room -> phone**: ``agent`` publishes ``sip_dtmf`` to one SIP participant; latency = from the start
 of the burst (all N ``publish_dtmf`` calls back to back, as N data packets arriving together are
 handled) to the kernel's receive stamp (``SO_TIMESTAMPNS``) of the first telephone-event packet on
@@ -118,6 +119,87 @@ def phone_socket(index: int, rx: dict[tuple[int, int], float]) -> KernelStampedS
     return KernelStampedSocket(on_packet)
 
 
+class Phones:
+    """N phones: SIP by roomtone's UA, RTP by one bare kernel-stamped socket each (no media engine,
+    so the CPU goes to the server under test). Like real phones they send 20 ms of PCMU every
+    20 ms once :meth:`start_audio` is called; a press's event packets share the call's SSRC,
+    sequence numbers and clock (RFC 4733 §2.1). ``rx[(i, code)]``: when phone ``i`` got the first
+    telephone-event packet of ``code`` (kernel stamp, wall clock)."""
+
+    def __init__(self, ua: UserAgent, te_pt: int = 101) -> None:
+        self.ua = ua
+        self.te_pt = te_pt
+        self.rx: dict[tuple[int, int], float] = {}
+        self.socks: list[KernelStampedSocket] = []
+        self.dests: list[tuple[str, int]] = []
+        self.calls: list[Any] = []
+        self.ssrc: list[int] = []
+        self.seq: list[int] = []
+        self.ts: list[int] = []
+        self._audio: asyncio.Future[None] | None = None
+        self._noise = ulaw_encode(np.random.default_rng(1).normal(0, 100, 160).astype(np.int16))
+
+    async def call(self, uri: str, user: str) -> None:
+        i = len(self.socks)
+        sock = phone_socket(i, self.rx)
+        pt = self.te_pt
+        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                 f"m=audio {sock.port} RTP/AVP 0 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{pt} telephone-event/8000\r\n"
+                 f"a=fmtp:{pt} 0-16\r\na=ptime:20\r\na=sendrecv\r\n").encode()
+        call = await self.ua.invite(uri, offer, from_user=user)
+        await call.wait_answered()
+        answer = call.remote_body.decode()
+        addr = re.search(r"c=IN IP4 (\S+)", answer)
+        media = re.search(r"m=audio (\d+)", answer)
+        assert addr and media, answer
+        self.socks.append(sock)
+        self.dests.append((addr.group(1), int(media.group(1))))
+        self.calls.append(call)
+        self.ssrc.append(random.getrandbits(32))
+        self.seq.append(0)
+        self.ts.append(random.getrandbits(32))
+
+    def rtp(self, i: int, pt: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, self.seq[i], timestamp & 0xFFFFFFFF,
+                             self.ssrc[i])
+        self.seq[i] = (self.seq[i] + 1) & 0xFFFF
+        self.socks[i].sendto(header + payload, self.dests[i])
+
+    def start_audio(self) -> None:
+        async def run() -> None:
+            next_at = time.monotonic()
+            while True:
+                for i in range(len(self.socks)):
+                    self.rtp(i, 0, self.ts[i], self._noise)
+                    self.ts[i] = (self.ts[i] + 160) & 0xFFFFFFFF
+                next_at += 0.02
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+        self._audio = asyncio.ensure_future(run())
+
+    def press_start(self, code: int) -> list[int]:
+        """Every phone starts a key press now (timestamp: its audio's, now); returns them."""
+        if self._audio is None:  # no audio clock running: move on, so no two presses share a timestamp
+            self.ts = [(t + 160 * 1000) & 0xFFFFFFFF for t in self.ts]
+        starts = list(self.ts)
+        for i in range(len(self.socks)):
+            self.rtp(i, self.te_pt, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
+        return starts
+
+    def press_end(self, code: int, starts: list[int]) -> None:
+        for i in range(len(self.socks)):
+            for _ in range(3):
+                self.rtp(i, self.te_pt, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
+
+    async def close(self) -> None:
+        if self._audio is not None:
+            self._audio.cancel()
+        for call in self.calls:
+            await call.hangup()
+        for sock in self.socks:
+            sock.close()
+
+
 class _Sink(asyncio.DatagramProtocol):
     def __init__(self, arrivals: dict[int, float]) -> None:
         self.arrivals = arrivals
@@ -189,29 +271,11 @@ async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True, audi
     agents = {}
     for i in range(1 if shared else n_calls):
         agents[room_of(i)] = await rooms.join(room_of(i), "agent", endpoint=CallbackEndpoint(on_data=on_data))
-    # phones: SIP by roomtone's UA, media by one bare UDP socket each (no media engine on this side,
-    # so the process's CPU goes to the gateway under test)
     ua = UserAgent("127.0.0.1", 0, transports=("UDP",))
     await ua.start()
-    phone_rx: dict[tuple[int, int], float] = {}
-    socks: list[KernelStampedSocket] = []
-    dests: list[tuple[str, int]] = []
-    calls = []
+    phones = Phones(ua)
     for i in range(n_calls):
-        transport = phone_socket(i, phone_rx)
-        port = transport.port
-        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                 f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-                 "a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n").encode()
-        call = await ua.invite(f"sip:+1000@127.0.0.1:{gw.port}", offer, from_user=f"p{i}")
-        await call.wait_answered()
-        answer = call.remote_body.decode()
-        addr = re.search(r"c=IN IP4 (\S+)", answer)
-        media = re.search(r"m=audio (\d+)", answer)
-        assert addr and media, answer
-        socks.append(transport)
-        dests.append((addr.group(1), int(media.group(1))))
-        calls.append(call)
+        await phones.call(f"sip:+1000@127.0.0.1:{gw.port}", f"p{i}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(
             rooms.participant(room_of(i), f"sip_p{i}") is None for i in range(n_calls)):
@@ -219,43 +283,22 @@ async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True, audi
     if freeze:  # as `roomtone serve` does after start-up: full collections skip the set-up objects
         gc.collect()
         gc.freeze()
-    ssrc = [random.getrandbits(32) for _ in range(n_calls)]
-    seq = [0] * n_calls
-    ts = [0] * n_calls
-    noise = ulaw_encode(np.random.default_rng(1).normal(0, 100, 160).astype(np.int16))
-
-    def rtp_out(i: int, pt: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq[i], timestamp & 0xFFFFFFFF, ssrc[i])
-        seq[i] = (seq[i] + 1) & 0xFFFF
-        socks[i].sendto(header + payload, dests[i])
-
-    async def phone_audio() -> None:
-        """20 ms of PCMU from every phone every 20 ms, as phones send (events share its clock)."""
-        next_at = time.monotonic()
-        while True:
-            for i in range(n_calls):
-                rtp_out(i, 0, ts[i], noise)
-                ts[i] += 160
-            next_at += 0.02
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-    audio_task = asyncio.ensure_future(phone_audio()) if audio else None
+    if audio:
+        phones.start_audio()
     await asyncio.sleep(0.5)
     up: list[float] = []
     down: list[float] = []
     for r in range(rounds):
         code = r % 10
         # phone -> room: one start packet per call, all at once (timestamp: the audio's, now)
-        sent: dict[int, float] = {}
-        starts = [t if audio else 160 * 1000 * (r + 1) for t in ts]
-        for i in range(n_calls):
-            sent[i] = time.perf_counter()
-            rtp_out(i, 101, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
+        t0 = time.perf_counter()
+        starts = phones.press_start(code)
         await asyncio.sleep(0.1)
-        for i in range(n_calls):
-            for _ in range(3):
-                rtp_out(i, 101, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
+        phones.press_end(code, starts)
         await asyncio.sleep(0.1)
+        # each press from the start of the burst (so the phones' own sending, ~5 µs a packet,
+        # counts against us too; before 2026-11-25 01:15 each was timed from its own send)
+        sent = {i: t0 for i in range(n_calls)}
         up += [room_rx[(f"sip_p{i}", code)] - t for i, t in sent.items() if (f"sip_p{i}", code) in room_rx]
         room_rx.clear()
         # room -> phone: N digits published back to back, as N data packets arriving together are
@@ -264,14 +307,9 @@ async def run(n_calls: int, rounds: int, shared: bool, freeze: bool = True, audi
         for i in range(n_calls):
             agents[room_of(i)].publish_dtmf(code, destination_identities=[f"sip_p{i}"])
         await asyncio.sleep(0.4)
-        down += [phone_rx[(i, code)] - start for i in range(n_calls) if (i, code) in phone_rx]
-        phone_rx.clear()
-    if audio_task is not None:
-        audio_task.cancel()
-    for call in calls:
-        await call.hangup()
-    for t in socks:
-        t.close()
+        down += [phones.rx[(i, code)] - start for i in range(n_calls) if (i, code) in phones.rx]
+        phones.rx.clear()
+    await phones.close()
     await ua.close()
     await gw.close()
     await rooms.close()

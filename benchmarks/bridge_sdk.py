@@ -32,9 +32,7 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -116,7 +114,7 @@ async def phones_main(n: int) -> None:
     from livekit import api
     from livekit.protocol import sip as sip_pb
 
-    from bridge import phone_socket
+    from bridge import Phones
     from roomtone.sip.ua import UserAgent
 
     lk = api.LiveKitAPI(f"http://127.0.0.1:{HTTP_PORT}", KEY, SECRET)
@@ -128,51 +126,11 @@ async def phones_main(n: int) -> None:
     await lk.aclose()
     ua = UserAgent("127.0.0.1", 0, transports=("UDP",))
     await ua.start()
-    rx: dict[tuple[int, int], float] = {}
-    socks, dests, calls = [], [], []
+    phones = Phones(ua, TE_PT)
     for i in range(n):
-        sock = phone_socket(i, rx)
-        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                 f"m=audio {sock.port} RTP/AVP 0 {TE_PT}\r\na=rtpmap:0 PCMU/8000\r\n"
-                 f"a=rtpmap:{TE_PT} telephone-event/8000\r\na=fmtp:{TE_PT} 0-16\r\na=ptime:20\r\n").encode()
-        call = await ua.invite(f"sip:+1000@127.0.0.1:{SIP_PORT}", offer, from_user=f"p{i}")
-        await call.wait_answered()
-        answer = call.remote_body.decode()
-        addr = re.search(r"c=IN IP4 (\S+)", answer)
-        port = re.search(r"m=audio (\d+)", answer)
-        assert addr and port, answer
-        socks.append(sock)
-        dests.append((addr.group(1), int(port.group(1))))
-        calls.append(call)
+        await phones.call(f"sip:+1000@127.0.0.1:{SIP_PORT}", f"p{i}")
     reply({"calls": n})
-    # Like real phones, each call sends 20 ms of PCMU every 20 ms (low noise); a key press's event
-    # packets share the call's SSRC, sequence numbers and clock (RFC 4733 §2.1), and the press's
-    # timestamp is the audio timestamp at its start. Audio goes on during the press.
-    ssrc = [0x1000 + i for i in range(n)]
-    seq = [0] * n
-    ts = [0] * n
-    import numpy as np
-
-    from roomtone.media.g711 import ulaw_encode
-
-    noise = ulaw_encode(np.random.default_rng(1).normal(0, 100, 160).astype(np.int16))
-
-    def rtp(i: int, pt: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
-        header = bytes([0x80, (0x80 if marker else 0) | pt]) + seq[i].to_bytes(2, "big") + \
-            (timestamp & 0xFFFFFFFF).to_bytes(4, "big") + ssrc[i].to_bytes(4, "big")
-        seq[i] = (seq[i] + 1) & 0xFFFF
-        socks[i].sendto(header + payload, dests[i])
-
-    async def audio() -> None:
-        next_at = time.monotonic()
-        while True:
-            for i in range(n):
-                rtp(i, 0, ts[i], noise)
-                ts[i] += 160
-            next_at += 0.02
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-    audio_task = asyncio.ensure_future(audio())
+    phones.start_audio()
     loop = asyncio.get_running_loop()
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -181,30 +139,21 @@ async def phones_main(n: int) -> None:
         cmd = json.loads(line)
         if cmd["cmd"] == "press":  # every phone starts a key press at once, ends it 100 ms later
             code = cmd["code"]
-            sent = {}
-            starts = list(ts)
-            for i in range(n):
-                sent[str(i)] = time.time()
-                rtp(i, TE_PT, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
+            start = time.time()
+            starts = phones.press_start(code)
             await asyncio.sleep(0.1)
-            for i in range(n):
-                for _ in range(3):
-                    rtp(i, TE_PT, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
-            reply({"sent": sent})
+            phones.press_end(code, starts)
+            reply({"sent": {str(i): start for i in range(n)}})
         elif cmd["cmd"] == "heard":
             code = cmd["code"]
             deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and sum(1 for (i, c) in rx if c == code) < n:
+            while time.monotonic() < deadline and sum(1 for (i, c) in phones.rx if c == code) < n:
                 await asyncio.sleep(0.01)
-            reply({"at": {str(i): t for (i, c), t in rx.items() if c == code}})
-            rx.clear()
+            reply({"at": {str(i): t for (i, c), t in phones.rx.items() if c == code}})
+            phones.rx.clear()
         elif cmd["cmd"] == "quit":
             break
-    audio_task.cancel()
-    for call in calls:
-        await call.hangup()
-    for s in socks:
-        s.close()
+    await phones.close()
     await ua.close()
 
 
