@@ -20,7 +20,7 @@ from roomtone.media.ports import PortAllocator
 from roomtone.sip import sdp as sdp_mod
 from roomtone.sip.ua import Call, CallState, UserAgent
 from tests.pcaps import inband_pcap, rfc4733_pcap
-from tests.phones.sipp import sipp
+from tests.phones.sipp import OK_TO_LAST, sipp
 
 pytestmark = pytest.mark.interop
 
@@ -72,17 +72,7 @@ def early_media_uas(*, pcap: str | None = None, early_ms: int = 1000, final: str
             + f'  <pause milliseconds="{early_ms}"/>\n'
             + _response("200 OK", tag, body, retrans=True)
             + '  <recv request="ACK" crlf="true"/>\n  <recv request="BYE"/>\n'
-            + """  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <timewait milliseconds="300"/>
+            + OK_TO_LAST + """  <timewait milliseconds="300"/>
 </scenario>
 """)
 

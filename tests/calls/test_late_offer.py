@@ -20,7 +20,7 @@ from roomtone.media.ports import PortAllocator
 from roomtone.sip import sdp as sdp_mod
 from roomtone.sip.ua import Call, CallState, UserAgent
 from tests.pcaps import rfc4733_pcap
-from tests.phones.sipp import sipp
+from tests.phones.sipp import OK_TO_LAST, sipp
 
 pytestmark = pytest.mark.interop
 
@@ -55,17 +55,7 @@ def _req(method: str, cseq: str, body: str = "", uri: str = "[next_url]", tagged
 
 
 def _ok_for_last() -> str:
-    return """  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"""
+    return OK_TO_LAST
 
 
 def late_offer_uac(*, ack_answer: bool = True, pcap: str | None = None, info: str = "", hold_ms: int = 500,

@@ -77,6 +77,19 @@ a=fmtp:101 0-16
 a=sendrecv
 """
 
+#: a SIPp <send> answering the request just received with a body-less 200 OK
+OK_TO_LAST = """  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"""
+
 UAC_TEMPLATE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="roomtone uac">
   <send retrans="500"><![CDATA[

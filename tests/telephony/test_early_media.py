@@ -31,7 +31,7 @@ from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
 from tests.pcaps import Frame, write_pcap
-from tests.phones.sipp import PCMU_SDP, sipp
+from tests.phones.sipp import OK_TO_LAST, PCMU_SDP, sipp
 
 from .conftest import wait_for
 
@@ -60,18 +60,7 @@ Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
 """
 
 
-_BYE_OK = """  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"""
+_BYE_OK = '  <recv request="BYE"/>\n' + OK_TO_LAST
 
 
 def ivr_callee(pcap: str, early_ms: int, *, final: str = "200") -> str:
