@@ -631,7 +631,7 @@ class RoomManager:
         if sender is not None and reliable and routed.packet.sequence > 0:
             sender.last_reliable_sequence = routed.packet.sequence
         by_sid = self._local.get(room_name, {})
-        which = routed.packet.WhichOneof("value")
+        which = routed.kind
         from_sip = sender is not None and sender.record.kind == ParticipantKind.SIP
         for record in routed.recipients:
             target = by_sid.get(record.sid)

@@ -44,6 +44,7 @@ class RoutedPacket:
     recipients: list[ParticipantRecord] = field(default_factory=list)
     reliable: bool = True
     dropped: str | None = None
+    kind: str = ""  #: the packet's ``value`` oneof (``sip_dtmf``, ``user`` ...), read once here
 
 
 def parse_packet(raw: bytes, max_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> proto_models.DataPacket:
@@ -115,4 +116,4 @@ def route_packet(
     payload = packet.SerializeToString()
     if len(payload) > max_bytes:
         return RoutedPacket(dropped=f"data packet of {len(payload)} bytes exceeds the limit of {max_bytes} bytes")
-    return RoutedPacket(packet=packet, payload=payload, recipients=recipients, reliable=reliable)
+    return RoutedPacket(packet=packet, payload=payload, recipients=recipients, reliable=reliable, kind=which)
