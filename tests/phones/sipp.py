@@ -90,6 +90,36 @@ Content-Length: 0
 ]]></send>
 """
 
+#: the From user of the inline caller scenarios (``sip:15550123@[local_ip]``, tag ``[pid]SIPpTag00[call_number]``)
+CALLER = "15550123"
+
+_IN_DIALOG = """  <send{{retrans}}><![CDATA[
+{{method}} sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={{branch}}
+From: sipp <sip:{{user}}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {{cseq}} {{method}}
+Max-Forwards: 70
+{{content_type}}Content-Length: {{length}}
+
+{{body}}]]></send>
+"""
+
+
+def caller_request(method: str, cseq: int, *, user: str = CALLER, branch: str = "[branch]",
+                   content_type: str = "", body: str = "") -> str:
+    """A SIPp <send> of a request inside the caller's dialog (To carries the tag last received:
+    the 183's in an early dialog, the 200's after it). Requests other than ACK are retransmitted
+    every 500 ms until answered, as UDP asks."""
+    return render(_IN_DIALOG, retrans="" if method == "ACK" else ' retrans="500"', method=method, branch=branch,
+                  user=user, cseq=cseq, content_type=f"Content-Type: {content_type}\n" if content_type else "",
+                  length="[len]" if body else "0", body=body)
+
+
+#: a SIPp <send> ACKing the 200 to the caller's INVITE (CSeq 1)
+CALLER_ACK = caller_request("ACK", 1)
+
 UAC_TEMPLATE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="roomtone uac">
   <send retrans="500"><![CDATA[
@@ -144,18 +174,7 @@ Content-Length: 0
 """
 
 _AUTH_BLOCK = """  <recv response="{{code}}" auth="true"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
+{{ack}}  <send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -202,7 +221,8 @@ def uac_scenario(*, info_dtmf: str = "", info_duration_ms: int = 160, info_gap_m
     ``pcap``: RTP to play after ACK (e.g. RFC 4733 events or in-band tones made by roomtone).
     """
     cseq = 2 if auth_code else 1
-    auth_block = render(_AUTH_BLOCK, code=auth_code, sdp=_SDP) if auth_code else ""
+    auth_block = render(_AUTH_BLOCK, code=auth_code, sdp=_SDP,
+                        ack=caller_request("ACK", 1, user="sipp", branch="[branch-1]")) if auth_code else ""
     infos = []
     for i, digit in enumerate(info_dtmf):
         infos.append(render(_INFO, cseq=cseq + 1 + i, digit=digit, duration=info_duration_ms, gap=info_gap_ms))

@@ -26,6 +26,7 @@ from roomtone.sip.ua import CallFailed, UserAgent
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
+from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, caller_request
 
 from .conftest import wait_for
 
@@ -168,7 +169,7 @@ def test_early_media_option_is_validated() -> None:
         validate_trunk_metadata('{"roomtone": {"early_media": "yes"}}')
 
 
-SIPP_CALLER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+SIPP_CALLER = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller expecting early media">
   <send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
@@ -182,17 +183,7 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=sipp 1 1 IN IP4 [local_ip]
-s=sipp
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-]]></send>
+{PCMU_SDP}]]></send>
   <recv response="100" optional="true"/>
   <recv response="183">
     <action>
@@ -201,38 +192,14 @@ a=sendrecv
   </recv>
   <recv response="183" optional="true"/>
   <recv response="200"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <pause milliseconds="300"/>
-  <send retrans="500"><![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
+{CALLER_ACK}  <pause milliseconds="300"/>
+{caller_request("BYE", 2)}  <recv response="200"/>
   <Reference variables="sdp"/>
 </scenario>
 """
 
 
 async def test_sipp_caller_gets_183_with_sdp_then_200_when_someone_joins(gw: SipGateway) -> None:
-    from tests.phones.sipp import Sipp
-
     await setup(gw, "desk")
     proc = Sipp(SIPP_CALLER, f"127.0.0.1:{gw.port}", service="+15550100", timeout=30)
     try:

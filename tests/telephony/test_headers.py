@@ -24,7 +24,7 @@ from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
-from tests.phones.sipp import PCMU_SDP, Sipp, sipp
+from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, sipp
 
 from ..api.conftest import start_server
 from .conftest import wait_for
@@ -128,18 +128,7 @@ Content-Length: [len]
   <recv response="183" optional="true"/>
   <recv response="200">
 {_checks(ok_present)}  </recv>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-{refer}  <recv request="BYE">
+{CALLER_ACK}{refer}  <recv request="BYE">
 {_checks(bye_present)}  </recv>
   <send><![CDATA[
 {_ok()}]]></send>
