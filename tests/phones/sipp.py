@@ -117,6 +117,28 @@ def caller_request(method: str, cseq: int, *, user: str = CALLER, branch: str = 
                   length="[len]" if body else "0", body=body)
 
 
+_CALLER_INVITE = """  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:{{user}}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+{{headers}}Content-Type: application/sdp
+Content-Length: [len]
+
+{{sdp}}]]></send>
+"""
+
+
+def caller_invite(headers: str = "", *, user: str = CALLER, sdp: str = PCMU_SDP) -> str:
+    """A SIPp <send> of the caller's INVITE (CSeq 1) offering ``sdp``; ``headers``: extra header
+    lines, each ending in a newline."""
+    return render(_CALLER_INVITE, user=user, headers=headers, sdp=sdp)
+
+
 #: a SIPp <send> ACKing the 200 to the caller's INVITE (CSeq 1)
 CALLER_ACK = caller_request("ACK", 1)
 

@@ -26,7 +26,7 @@ from roomtone.sip.ua import CallFailed, UserAgent
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
-from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, caller_request
+from tests.phones.sipp import CALLER_ACK, Sipp, caller_invite, caller_request
 
 from .conftest import wait_for
 
@@ -171,20 +171,7 @@ def test_early_media_option_is_validated() -> None:
 
 SIPP_CALLER = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller expecting early media">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{PCMU_SDP}]]></send>
-  <recv response="100" optional="true"/>
+{caller_invite()}  <recv response="100" optional="true"/>
   <recv response="183">
     <action>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 0" search_in="body" check_it="true" assign_to="sdp"/>

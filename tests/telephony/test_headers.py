@@ -24,7 +24,7 @@ from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.gateway import GatewayConfig, SipGateway
 from roomtone.telephony.service import Telephony
 from roomtone.telephony.store import SQLiteTelephonyStore
-from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, sipp
+from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, caller_invite, sipp
 
 from ..api.conftest import start_server
 from .conftest import wait_for
@@ -110,20 +110,7 @@ def caller_scenario(*, invite_headers: str, ok_present: list[str], bye_present: 
 """
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller sending headers">
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:15550123@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Max-Forwards: 70
-{invite_headers}Content-Type: application/sdp
-Content-Length: [len]
-
-{_SDP}]]></send>
-  <recv response="100" optional="true"/>
+{caller_invite(invite_headers)}  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200">

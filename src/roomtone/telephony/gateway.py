@@ -31,7 +31,9 @@ our ``play_dialtone`` tone) and its key presses are relayed, while ``sip.callSta
 ``ringing``; the 200 makes it ``active``. Inbound, with the trunk option ``early_media``
 (:mod:`roomtone.telephony.options`): we answer 183 + SDP, play the PIN prompt or ringback as early
 media, join ``ringing``, and send the 200 once someone else is in the room (480 after the trunk's
-``ringing_timeout``).
+``ringing_timeout``). The caller's key presses count from the 183 on, by RFC 4733, in-band tones or
+SIP INFO inside the early dialog (RFC 6086 §4.2; the 183's Allow lists INFO): into the PIN, or
+relayed to the room; a malformed INFO body gets 400 with the reason and the call goes on.
 
 **SIP headers** (:mod:`roomtone.telephony.sip_headers`): ``include_headers`` and
 ``headers_to_attributes`` turn the INVITE's (inbound) or the callee's 200's (outbound) headers into
