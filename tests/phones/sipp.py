@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import csv
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -345,10 +346,27 @@ class SippResult:
     def ok(self) -> bool:
         return self.returncode == 0 and self.failed == 0 and self.successful > 0
 
+    def logged(self, direction: str, start: str) -> list[str]:
+        """The messages SIPp logged as ``"sent"`` or ``"received"`` whose first line starts with
+        ``start`` (``"INVITE"``, ``"SIP/2.0 200"``), in order: what crossed the wire, read from
+        SIPp's own trace rather than from roomtone."""
+        found = []
+        for entry in re.split(r"^-{20,} [^\n]*\n", self.messages, flags=re.M):
+            head, _, message = entry.partition("\n\n")
+            if f" message {direction} " in head and message.startswith(start):
+                found.append(message)
+        return found
+
     def report(self) -> str:
         return (f"sipp exit {self.returncode}, successful {self.successful}, failed {self.failed}\n"
                 f"--- output tail ---\n{self.output[-2000:]}\n--- errors ---\n{self.errors[-2000:]}\n"
                 f"--- messages tail ---\n{self.messages[-3000:]}")
+
+
+def header(message: str, name: str) -> str:
+    """The value of the first ``name`` header of a logged SIP message ("" if none)."""
+    match = re.search(rf"^{re.escape(name)}[ \t]*:[ \t]*(.*?)\r?$", message, flags=re.M | re.I)
+    return match.group(1) if match else ""
 
 
 class Sipp:

@@ -310,11 +310,14 @@ class SipGateway:
         log.info("inbound call %s (SIP %s): %s -> %s, trunk %s", call_id, sip_call.call_id, calling, called, trunk_id or "-")
         extra = sip_headers.headers_to_attributes(
             request, trunk.headers_to_attributes if trunk else {}, trunk.include_headers if trunk else 0)
+        extra.update(matching.call_attributes(sip_call_id=sip_call.call_id, remote_tag=request.from_.tag or ""))
+        calling_host = request.from_.uri.host or ""
         try:
             rules = await self.store.list_dispatch_rules()
             rule = matching.match_dispatch_rule(trunk, rules, calling, called)
             decision = matching.evaluate_dispatch_rule(trunk, rule, call_id=call_id, calling=calling, called=called,
-                                                       extra_attributes=extra, room_suffix=self.config.room_suffix)
+                                                       extra_attributes=extra, room_suffix=self.config.room_suffix,
+                                                       calling_host=calling_host)
         except matching.NoDispatchMatch as exc:
             log.info("inbound call %s: %s", call_id, exc)
             await sip_call.reject(404, "No dispatch rule matched")
@@ -349,7 +352,7 @@ class SipGateway:
         self.calls[call_id] = active
         media.add_listener(lambda m: self._on_media_state(active, m))
         if decision.request_pin:
-            decision2 = await self._pin_flow(active, trunk, rules, calling, called, extra)
+            decision2 = await self._pin_flow(active, trunk, rules, calling, called, extra, calling_host)
             if decision2 is None:
                 return
             decision = decision2
@@ -526,6 +529,7 @@ class SipGateway:
         calling: str,
         called: str,
         extra: dict[str, str],
+        calling_host: str,
     ) -> matching.DispatchDecision | None:
         media = active.media
         assert media is not None
@@ -549,7 +553,7 @@ class SipGateway:
                         )
                         decision = matching.evaluate_dispatch_rule(
                             trunk, rule, call_id=active.call_id, calling=calling, called=called, pin=action.pin,
-                            extra_attributes=extra, room_suffix=self.config.room_suffix,
+                            extra_attributes=extra, room_suffix=self.config.room_suffix, calling_host=calling_host,
                         )
                         ok = not decision.request_pin
                     except (matching.NoDispatchMatch, matching.MatchConflict) as exc:
@@ -625,7 +629,8 @@ class SipGateway:
         active = ActiveCall(call_id, "outbound", bridge, plan.trunk_id, room=plan.room, identity=plan.identity)
         try:
             participant = await bridge.join(plan.room, plan.identity, name=plan.name, metadata=plan.metadata,
-                                            attributes=plan.attributes, status="dialing")
+                                            attributes={**plan.attributes, **matching.call_attributes(hostname=plan.hostname)},
+                                            status="dialing")
         except RoomError as exc:
             raise TelephonyError(exc.code, f"cannot join room {plan.room!r}: {exc.message}") from None
         self.calls[call_id] = active
@@ -649,14 +654,17 @@ class SipGateway:
         sip_holder: list[SipCall] = []
 
         def provisional(call: SipCall, resp: Response) -> None:
+            # LiveKit maps only the well-known provider headers of provisional responses
+            known = sip_headers.headers_to_attributes(resp, {}, sip_headers.SIP_NO_HEADERS)
             if not sip_holder:
                 sip_holder.append(call)
                 leg.pending = call
                 call.cancel_headers = leg.bye_headers  # attributes_to_headers on CANCEL too, as LiveKit
+                # the Call-ID while ringing already (LiveKit: after the answer); the tag waits for
+                # the 200, whose fork may not be this response's
+                known.update(matching.call_attributes(sip_call_id=call.call_id))
             if 180 <= resp.status < 200:
                 self._spawn(bridge.set_status("ringing"))
-            # LiveKit maps only the well-known provider headers of provisional responses
-            known = sip_headers.headers_to_attributes(resp, {}, sip_headers.SIP_NO_HEADERS)
             if known:
                 self._spawn(self._set_attributes(active, known))
 
@@ -729,8 +737,10 @@ class SipGateway:
             old_audio, active.audio = active.audio, None
             await old_audio.aclose()
         answer = await media.sip.wait_answered()
-        await self._set_attributes(active, sip_headers.headers_to_attributes(
-            answer, plan.headers_to_attributes, plan.include_headers))
+        await self._set_attributes(active, {
+            **sip_headers.headers_to_attributes(answer, plan.headers_to_attributes, plan.include_headers),
+            **matching.call_attributes(sip_call_id=media.call_id, remote_tag=answer.to.tag or ""),
+        })
         timer = self._spawn(self._max_duration(active, plan.max_call_duration))
         active.tasks.add(timer)
         if plan.dtmf:

@@ -17,7 +17,9 @@ The rules follow livekit/protocol ``sip/sip.go`` (``MatchTrunk``, ``MatchDispatc
   PIN entered only PIN rules with that PIN match; an empty PIN ended with ``#`` (``no_pin``)
   matches only open rules.
 * Identity ``sip_<caller>``, name ``Phone <caller>``; ``hide_phone_number`` hashes the identity,
-  keeps four digits in the name and leaves out ``sip.phoneNumber``/``sip.trunkPhoneNumber``.
+  keeps four digits in the name and leaves out ``sip.phoneNumber``/``sip.trunkPhoneNumber``/``sip.hostname``.
+* The ``sip.*`` attribute names live here (``ATTR_*``), with :func:`call_attributes` for those
+  naming the SIP dialog (``sip.callIDFull``, ``sip.callTag``, ``sip.hostname``).
 
 Differences from LiveKit, on purpose: ``inbound_numbers`` and a rule's ``numbers`` are compared
 after normalisation (LiveKit compares ``inbound_numbers`` verbatim), and malformed addresses in
@@ -47,6 +49,20 @@ ATTR_TRUNK_NUMBER = "sip.trunkPhoneNumber"
 ATTR_PHONE_NUMBER = "sip.phoneNumber"
 ATTR_CALL_STATUS = "sip.callStatus"
 ATTR_HOSTNAME = "sip.hostname"
+ATTR_CALL_ID_FULL = "sip.callIDFull"
+ATTR_CALL_TAG = "sip.callTag"
+
+
+def call_attributes(*, sip_call_id: str = "", remote_tag: str = "", hostname: str = "") -> dict[str, str]:
+    """The attributes naming the SIP call itself, as LiveKit sets them, so a room application can
+    find the call in a carrier's or PBX's logs: ``sip.callIDFull`` is the Call-ID header (our
+    ``sip.callID`` is our own ``SCL_`` id); ``sip.callTag`` is the far end's dialog tag, the
+    caller's From tag inbound and the callee's To tag outbound (livekit/sip ``pkg/sip`` ``Tag()``,
+    ``HeadersToAttrs``); ``sip.hostname`` is the caller's From host inbound and the trunk address
+    outbound (livekit/protocol ``rpc/sip.go``, left out with ``hide_phone_number`` by the callers
+    of this function). Empty values are left out (an empty attribute value deletes the key)."""
+    attrs = {ATTR_CALL_ID_FULL: sip_call_id, ATTR_CALL_TAG: remote_tag, ATTR_HOSTNAME: hostname}
+    return {k: v for k, v in attrs.items() if v}
 
 
 class ConfigError(ValueError):
@@ -352,11 +368,13 @@ def evaluate_dispatch_rule(
     pin: str = "",
     extra_attributes: Mapping[str, str] | None = None,
     room_suffix: Callable[[], str] = random_suffix,
+    calling_host: str = "",
 ) -> DispatchDecision:
     """Turn a matched rule into a room and participant identity (LiveKit EvaluateDispatchRule).
 
     ``room_suffix`` makes the random part of individual/callee room names (injectable so tests
-    and deployments that want predictable names can choose it)."""
+    and deployments that want predictable names can choose it). ``calling_host`` (the host of the
+    caller's From URI) becomes ``sip.hostname`` unless the rule hides the phone number."""
     trunk_id = trunk.sip_trunk_id if trunk is not None else ""
     kind, room, rule_pin = rule_room_and_pin(rule)
     if rule_pin and not pin:
@@ -377,6 +395,7 @@ def evaluate_dispatch_rule(
     else:
         attrs[ATTR_PHONE_NUMBER] = calling
         attrs[ATTR_TRUNK_NUMBER] = called
+        attrs.update(call_attributes(hostname=calling_host))
     if kind == "individual":
         if rule.rule.dispatch_rule_individual.no_randomness:
             room = f"{room}_{shown}"

@@ -7,8 +7,10 @@ What LiveKit does (livekit/protocol ``rpc/sip.go`` ``NewCreateSIPParticipantRequ
 * ``sip_number`` (the caller ID) defaults to the trunk's first number and must be one of them.
 * Identity defaults to ``sip_<sip_call_to>``, name to ``Phone <sip_call_to>``.
 * Attributes: ``sip.callID``, ``sip.trunkID``, ``sip.phoneNumber`` (the callee),
-  ``sip.trunkPhoneNumber`` (our number), ``sip.callStatus``; ``hide_phone_number`` leaves out the
-  numbers; ``participant_attributes`` from the request are kept.
+  ``sip.trunkPhoneNumber`` (our number), ``sip.hostname`` (the trunk address, :attr:`OutboundPlan.hostname`),
+  ``sip.callStatus``; ``hide_phone_number`` leaves out the numbers and the hostname;
+  ``participant_attributes`` from the request are kept. ``sip.callIDFull`` and ``sip.callTag``
+  are known only once the call is placed (the gateway adds them).
 * The trunk's ``headers``, then ``attributes_to_headers`` (participant attributes copied into SIP
   headers), then the request's ``headers`` go on the INVITE (a later one wins on the same name).
   LiveKit sends ``attributes_to_headers`` only on BYE/CANCEL/REFER; we send them on the INVITE
@@ -75,6 +77,9 @@ class OutboundPlan:
     include_headers: int = 0
     #: participant attributes -> headers of the BYE and REFER we send
     attributes_to_headers: dict[str, str] = field(default_factory=dict)
+    #: ``sip.hostname`` (empty with ``hide_phone_number``); the gateway adds it to ``attributes``
+    #: with the other attributes naming the SIP call (:func:`~roomtone.telephony.matching.call_attributes`)
+    hostname: str = ""
 
 
 def _duration(d: object, default: float) -> float:
@@ -184,4 +189,5 @@ def plan_outbound_call(
         headers_to_attributes=hdr_to_attr,
         include_headers=include,
         attributes_to_headers=attr_to_hdr,
+        hostname="" if req.hide_phone_number else address,
     )
