@@ -21,7 +21,15 @@ from roomtone.telephony.outbound import plan_outbound_call
 from tests.phones.sipp import Sipp, header, sipp
 
 from .conftest import wait_for
-from .test_headers import KEY, SECRET, api_url, callee_scenario, caller_scenario, gw  # noqa: F401  (fixtures)
+from .test_headers import (  # noqa: F401  (fixtures)
+    KEY,
+    SECRET,
+    api_url,
+    callee_scenario,
+    caller_scenario,
+    gw,
+    ringing_callee_scenario,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -81,6 +89,27 @@ async def test_outbound_call_attributes_match_the_callees_dialog(gw: SipGateway,
     assert attrs["sip.callIDFull"] == header(invite, "Call-ID") == header(ok, "Call-ID") != ""
     assert attrs["sip.callTag"] == tag(header(ok, "To"))
     assert attrs["sip.hostname"] == address  # the trunk address, as LiveKit
+    await wait_for(lambda: not gw.calls, 5, "call forgotten")
+
+
+async def test_outbound_call_id_is_known_while_ringing(gw: SipGateway, api_url: str) -> None:  # noqa: F811
+    """The Call-ID is there from the first provisional response (LiveKit: only after the answer);
+    the tag waits for the 200, which may come from another fork."""
+    with sipp(ringing_callee_scenario(["Call-ID: "]), timeout=30) as callee:
+        async with api.LiveKitAPI(api_url, KEY, SECRET) as lk:
+            trunk = await lk.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(
+                trunk=api.SIPOutboundTrunkInfo(address=f"127.0.0.1:{callee.port}", numbers=["+15550999"])))
+            await lk.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+                sip_trunk_id=trunk.sip_trunk_id, sip_call_to="service", room_name="ring", participant_identity="callee"))
+            sip = await wait_for(lambda: (p := gw.rooms.participant("ring", "callee")) is not None
+                                 and "sip.callIDFull" in p.record.attributes and p, 10, "sip.callIDFull while ringing")
+            ringing = dict(sip.record.attributes)
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room="ring", identity="callee"))  # CANCEL
+        result = await callee.finished(20)
+    assert result.ok, result.report()
+    (invite,) = result.logged("received", "INVITE")
+    assert ringing["sip.callIDFull"] == header(invite, "Call-ID") != ""
+    assert "sip.callTag" not in ringing
     await wait_for(lambda: not gw.calls, 5, "call forgotten")
 
 
