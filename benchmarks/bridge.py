@@ -179,17 +179,23 @@ class Phones:
 
     def press_start(self, code: int) -> list[int]:
         """Every phone starts a key press now (timestamp: its audio's, now); returns them."""
-        if self._audio is None:  # no audio clock running: move on, so no two presses share a timestamp
-            self.ts = [(t + 160 * 1000) & 0xFFFFFFFF for t in self.ts]
-        starts = list(self.ts)
-        for i in range(len(self.socks)):
-            self.rtp(i, self.te_pt, starts[i], struct.pack("!BBH", code, 10, 160), marker=True)
-        return starts
+        return [self.press_start_one(i, code) for i in range(len(self.socks))]
 
     def press_end(self, code: int, starts: list[int]) -> None:
         for i in range(len(self.socks)):
-            for _ in range(3):
-                self.rtp(i, self.te_pt, starts[i], struct.pack("!BBH", code, 0x80 | 10, 800))
+            self.press_end_one(i, code, starts[i])
+
+    def press_start_one(self, i: int, code: int) -> int:
+        """Phone ``i`` starts a key press now; returns the press's RTP timestamp."""
+        if self._audio is None:  # no audio clock running: move on, so no two presses share a timestamp
+            self.ts[i] = (self.ts[i] + 160 * 1000) & 0xFFFFFFFF
+        start = self.ts[i]
+        self.rtp(i, self.te_pt, start, struct.pack("!BBH", code, 10, 160), marker=True)
+        return start
+
+    def press_end_one(self, i: int, code: int, start: int) -> None:
+        for _ in range(3):
+            self.rtp(i, self.te_pt, start, struct.pack("!BBH", code, 0x80 | 10, 800))
 
     async def close(self) -> None:
         if self._audio is not None:

@@ -4,26 +4,37 @@
 this one runs the whole thing as deployed, in a network namespace (WebRTC ignores loopback):
 
 * ``roomtone serve`` with its embedded defaults plus a SIP port and RTP range (log level: warnings);
-* an **agents** process: N official Python ``livekit`` SDK participants (the Rust core over WebRTC),
-  one per room ``bench_p<i>``;
+* an **agents** process: N official SDK participants, one per room ``bench_p<i>``: the Python
+  ``livekit`` SDK (the Rust core; default), or with ``--sdk go`` the Go server-sdk-go
+  (``tests/go/cmd/bridgeagents``, same line protocol). The Python SDK's core costs 1.1-1.2 cores
+  for 100 idle rooms in one process, against roomtone and livekit-server alike: on a 2-core
+  machine that starves the server under test, which is why the Go variant exists;
 * a **phones** process: it creates the inbound trunk and an individual dispatch rule with the
   official ``livekit-api`` client, then places N calls with roomtone's UA (SIP) and one bare UDP
   socket per call (RTP, kernel receive stamps).
 
 The phones send 20 ms PCMU audio all the time, as phones do (the press's event packets share the
-audio's SSRC, sequence and clock). Each round: **phone -> SDK**, every phone sends an RFC 4733 start
-packet at once; latency = from
-that packet's send to the agent's ``sip_dtmf_received`` event. **SDK -> phone**, every agent calls
-``publish_dtmf`` at once; latency = from the start of that burst to the kernel receive stamp of the
-first telephone-event packet on the phone's socket. Both processes share the wall clock
-(``time.time()``), which is what makes the cross-process figures comparable.
+audio's SSRC, sequence and clock). Each round: **phone -> SDK**, every phone sends an RFC 4733
+start packet; latency = from that packet's send to the agent's DTMF event. **SDK -> phone**,
+every agent publishes a ``SipDTMF``; latency = from just before that call to the kernel receive
+stamp of the first telephone-event packet on its phone's socket. Press patterns (``--spread``):
 
-The SDK's own dispatch (FFI -> Python event) and its WebRTC/SCTP hop are part of these figures, as
-they are for a user; with N participants in one agents process that process's event loop is also
-part of the burst figures. No anchor server is run here (livekit-server has no SIP bridge of its
-own); ``benchmarks/rooms.py`` compares the WebRTC hop with livekit-server.
+* ``0``, a **burst**: all N phones (then all N agents) at the same moment, latency from the
+  burst's start: the worst case, N digits queued at once;
+* ``s > 0``: each of the N presses at its own random moment within ``s`` seconds (the default
+  ``1``: 100 calls make 100 digits a second each way), latency from its own start: N calls in
+  progress whose users press keys independently.
 
-    python benchmarks/bridge_sdk.py --calls 1,20 --rounds 10      (root: network namespace)
+All processes share the wall clock (``time.time()``), which makes the cross-process figures
+comparable. ``--pin`` puts the server alone on the last CPU and every client on the others, as if
+the clients ran on other machines. A capture on the namespace's loopback gives the server's own
+share ("in server").
+
+The SDK's own dispatch and its WebRTC/SCTP hop are part of these figures, as they are for a user.
+No anchor server is run here (livekit-server has no SIP bridge of its own);
+``benchmarks/rooms.py`` compares the WebRTC hop with livekit-server.
+
+    python benchmarks/bridge_sdk.py --calls 1,100 --rounds 10 --sdk go      (root: network namespace)
 """
 
 from __future__ import annotations
@@ -32,10 +43,12 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +57,11 @@ sys.path[:0] = [str(REPO), str(REPO / "src"), str(REPO / "benchmarks")]
 
 KEY, SECRET = "APIbridge", "bridge-bench-secret-0123456789abcdef"
 HTTP_PORT, SIP_PORT = 7880, 5060
+# DTLS records of at least this size carry a DataPacket; smaller ones are SCTP SACKs (65 bytes
+# with AES-GCM) and the like. The Go SDK's SipDTMF is 73-77 bytes, the Python SDK's larger.
+DATA_RECORD = 70
+STAGGER = 0.015  # the warm-up round: call i presses and publishes at i * STAGGER, one at a time
+GO_AGENTS = REPO / "tests" / "go" / "bin" / "bridgeagents"  # scripts/install-test-deps.sh builds it
 TE_PT = 101
 
 
@@ -97,15 +115,33 @@ async def agents_main(first: int, n: int) -> None:
         elif cmd["cmd"] == "publish":
             from roomtone.dtmf.digits import digit_for
 
-            code = cmd["code"]
-            start = time.time()
+            code, spread, stagger = cmd["code"], cmd["spread"], cmd.get("stagger", 0.0)
             # (the Python SDK's publish_dtmf takes no destinations; each room holds one phone)
-            await asyncio.gather(*(r.local_participant.publish_dtmf(code=code, digit=digit_for(code)) for r in rooms))
-            reply({"start": start})
+            if not spread and not stagger:  # a burst: every agent at once
+                start = time.time()
+                await asyncio.gather(*(r.local_participant.publish_dtmf(code=code, digit=digit_for(code))
+                                       for r in rooms))
+                reply({"starts": {str(i): start for i in range(first, first + n)}})
+                continue
+            starts: dict[str, float] = {}
+            sends: list[asyncio.Future[None]] = []
+            for i, room in enumerate(rooms, first):  # each agent at its own moment in the window
+                delay = i * stagger if stagger else random.uniform(0, spread)
+                loop.call_later(delay, publish_one, room, code, str(i), starts, sends)
+            await asyncio.sleep(spread + (first + n) * stagger + 0.05)
+            await asyncio.gather(*sends)
+            reply({"starts": starts})
         elif cmd["cmd"] == "quit":
             break
     for r in rooms:
         await r.disconnect()
+
+
+def publish_one(room: Any, code: int, key: str, starts: dict[str, float], sends: list[Any]) -> None:
+    from roomtone.dtmf.digits import digit_for
+
+    starts[key] = time.time()
+    sends.append(asyncio.ensure_future(room.local_participant.publish_dtmf(code=code, digit=digit_for(code))))
 
 
 # ------------------------------------------------------------------------------- phones
@@ -137,13 +173,20 @@ async def phones_main(n: int) -> None:
         if not line:
             break
         cmd = json.loads(line)
-        if cmd["cmd"] == "press":  # every phone starts a key press at once, ends it 100 ms later
-            code = cmd["code"]
-            start = time.time()
-            starts = phones.press_start(code)
-            await asyncio.sleep(0.1)
-            phones.press_end(code, starts)
-            reply({"sent": {str(i): start for i in range(n)}})
+        if cmd["cmd"] == "press":  # a key press on every phone, 100 ms long
+            code, spread, stagger = cmd["code"], cmd["spread"], cmd.get("stagger", 0.0)
+            if not spread and not stagger:  # a burst: every phone at once
+                start = time.time()
+                starts = phones.press_start(code)
+                await asyncio.sleep(0.1)
+                phones.press_end(code, starts)
+                reply({"sent": {str(i): start for i in range(n)}})
+                continue
+            sent: dict[str, float] = {}
+            for i in range(n):  # each phone at its own moment in the window
+                loop.call_later(i * stagger if stagger else random.uniform(0, spread), press_one, phones, i, code, sent)
+            await asyncio.sleep(spread + n * stagger + 0.15)
+            reply({"sent": sent})
         elif cmd["cmd"] == "heard":
             code = cmd["code"]
             deadline = time.monotonic() + 2
@@ -157,6 +200,12 @@ async def phones_main(n: int) -> None:
     await ua.close()
 
 
+def press_one(phones: Any, i: int, code: int, sent: dict[str, float]) -> None:
+    sent[str(i)] = time.time()
+    ts = phones.press_start_one(i, code)
+    asyncio.get_running_loop().call_later(0.1, phones.press_end_one, i, code, ts)
+
+
 def reply(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -165,9 +214,12 @@ def reply(obj: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------- driver
 
 class Worker:
-    def __init__(self, ns: Any, role: str, n: int, first: int = 0) -> None:
-        self.proc = ns.popen([sys.executable, str(Path(__file__).resolve()), "--role", role, "--n", str(n),
-                              "--first", str(first)],
+    def __init__(self, ns: Any, role: str, n: int, first: int = 0, prefix: list[str] | None = None) -> None:
+        if role == "go-agents":  # the same line protocol, on the Go SDK (tests/go/cmd/bridgeagents)
+            argv = [str(GO_AGENTS), f"ws://127.0.0.1:{HTTP_PORT}", KEY, SECRET, str(first), str(n)]
+        else:
+            argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--n", str(n), "--first", str(first)]
+        self.proc = ns.popen([*(prefix or []), *argv],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                              env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")])))
 
@@ -186,9 +238,16 @@ class Worker:
         return dict(json.loads(line))
 
 
-def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
+def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, sdk: str) -> dict[float, dict[str, Any]]:
+    """One server and its N calls; ``rounds`` rounds per press pattern (``spreads``: 0 is a
+    burst, every phone or agent at once; s > 0 spreads the N presses uniformly over s seconds).
+    Returns, per pattern, the latencies and the server's captured share."""
     from tests.netns import Netns
 
+    from roomtone.dtmf.digits import digit_for
+
+    if sdk == "go" and not GO_AGENTS.exists():
+        raise SystemExit(f"{GO_AGENTS} missing: run `cd tests/go && go build -o bin/ ./...`")
     with Netns(prefix="rtbridge") as ns:
         config = ns.tmp_path("bridge.yaml")
         config.write_text(f"sip:\n  port: {SIP_PORT}\n  transports: [UDP]\n"
@@ -196,8 +255,13 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
         log = ns.tmp_path("server.log")
         env = dict(os.environ, LIVEKIT_API_KEY=KEY, LIVEKIT_API_SECRET=SECRET,
                    XDG_DATA_HOME=str(ns.tmp_path("data")), PYTHONPATH=str(REPO / "src"))
+        # --pin: the server alone on the last CPU, every client process on the others, as if the
+        # SDK participants and phones ran on other machines
+        last = os.cpu_count() or 1
+        pin_server = ["taskset", "-c", str(last - 1)] if pin and last > 1 else []
+        pin_clients = ["taskset", "-c", f"0-{last - 2}"] if pin and last > 1 else []
         with open(log, "wb") as out:
-            ns.popen([sys.executable, "-m", "roomtone.cli", "serve", "--bind", "127.0.0.1", "--port",
+            ns.popen([*pin_server, sys.executable, "-m", "roomtone.cli", "serve", "--bind", "127.0.0.1", "--port",
                       str(HTTP_PORT), "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while not ns.http_get(f"http://127.0.0.1:{HTTP_PORT}/", timeout=2)[0]:
@@ -206,66 +270,102 @@ def run(n: int, rounds: int, agent_procs: int) -> dict[str, Any]:
             time.sleep(0.2)
         procs = max(1, min(agent_procs, n))
         bounds = [(k * n // procs, (k + 1) * n // procs) for k in range(procs)]
-        agents = [Worker(ns, "agents", hi - lo, lo) for lo, hi in bounds]
+        agents = [Worker(ns, "go-agents" if sdk == "go" else "agents", hi - lo, lo, pin_clients) for lo, hi in bounds]
         for a in agents:
             a.ask()
-        phones = Worker(ns, "phones", n)
+        phones = Worker(ns, "phones", n, 0, pin_clients)
         phones.ask()
         ready = sum(a.ask({"cmd": "wait_sip"})["ready"] for a in agents)
         if ready != n:
             raise RuntimeError(f"only {ready} of {n} SIP participants joined:\n" + log.read_text()[-3000:])
         pcap = ns.tmp_path("bridge.pcap")
-        dump = ns.popen(["tcpdump", "-i", "lo", "-w", str(pcap), "-U", "-s", "96", "udp"],
+        dump = ns.popen([*pin_clients, "tcpdump", "-i", "lo", "-w", str(pcap), "-U", "-s", "96", "udp"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shutil.which("tcpdump") else None
         time.sleep(1.0)
-        up: list[float] = []
-        down: list[float] = []
-        presses: list[float] = []
-        publishes: list[float] = []
-        for r in range(rounds + 1):  # round 0 warms up (the agents' publisher connections start lazily)
+        results: dict[float, dict[str, Any]] = {s: {"up": [], "down": [], "expected": rounds * n} for s in spreads}
+        rounds_seen: list[Round] = []
+        # round 0 warms up (the agents' publisher connections start lazily) and shows the capture
+        # which phone goes with which agent: call i presses and publishes at i * STAGGER
+        plan = [-1.0] + [s for s in spreads for _ in range(rounds)]
+        for r, spread in enumerate(plan):
             code = r % 10
-            sent = phones.ask({"cmd": "press", "code": code, "round": r})["sent"]
+            stagger = STAGGER if spread < 0 else 0.0
+            spread = max(spread, 0.0)
+            sent = phones.ask({"cmd": "press", "code": code, "spread": spread, "stagger": stagger})["sent"]
             got: dict[str, float] = {}
             for a in agents:
                 got.update(a.ask({"cmd": "collect", "code": code})["at"])
-            for a in agents:  # every agents process publishes its burst at once
-                a.send({"cmd": "publish", "code": code})
-            start = min(a.ask()["start"] for a in agents)
+            for a in agents:  # every agents process starts its presses at once
+                a.send({"cmd": "publish", "code": code, "digit": digit_for(code), "spread": spread, "stagger": stagger})
+            starts: dict[str, float] = {}
+            for a in agents:
+                starts.update(a.ask()["starts"])
             heard = phones.ask({"cmd": "heard", "code": code})["at"]
             if r:
-                presses.append(min(sent.values()))
-                publishes.append(start)
-                up += [got[i] - sent[i] for i in sent if i in got]
-                down += [t - start for t in heard.values()]
+                res = results[spread]
+                res["up"] += [got[i] - sent[i] for i in sent if i in got]
+                res["down"] += [t - starts[i] for i, t in heard.items() if i in starts]
+            rounds_seen.append(Round(spread, min(sent.values()), min(starts.values()), r == 0, n * stagger))
             time.sleep(0.3)
         for w in (phones, *agents):
             assert w.proc.stdin is not None
             w.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
             w.proc.stdin.flush()
             w.proc.wait(timeout=60)
-        residence: list[float] = []
-        residence_down: list[float] = []
         if dump is not None:
             time.sleep(0.5)
             dump.terminate()
             dump.wait(timeout=10)
-            residence, residence_down = server_residence(pcap, presses, publishes)
+            for spread, (up, down) in server_residence(pcap, rounds_seen).items():
+                results[spread]["residence"], results[spread]["residence_down"] = up, down
             if os.environ.get("BRIDGE_SDK_KEEP_PCAP"):
                 shutil.copy(pcap, os.environ["BRIDGE_SDK_KEEP_PCAP"])
-        return {"up": up, "down": down, "expected": rounds * n, "residence": residence,
-                "residence_down": residence_down}
+        if os.environ.get("BRIDGE_SDK_KEEP_LOG"):
+            shutil.copy(log, os.environ["BRIDGE_SDK_KEEP_LOG"])
+        return results
 
 
-def server_residence(pcap: Path, presses: list[float], publishes: list[float]) -> tuple[list[float], list[float]]:
+@dataclass
+class Round:
+    spread: float
+    press: float  # the first press's send time
+    publish: float  # the first publish_dtmf call
+    learn: bool  # the warm-up round the phone <-> agent pairing is learnt from
+    length: float = 0.0  # how long its staggered presses take
+
+
+def pair(causes: list[tuple[float, int]], effects: list[tuple[float, int]]) -> dict[int, int]:
+    """Ports of one-at-a-time causes -> ports of their effects, both lists (time, port) sorted by
+    time: each new cause port gets the first later effect on a port not yet taken (later effects
+    on taken ports, such as a press's detail packet 100 ms on, belong to earlier causes)."""
+    mapping: dict[int, int] = {}
+    taken: set[int] = set()
+    k = 0
+    for t, port in causes:
+        if port in mapping:
+            continue
+        while k < len(effects) and (effects[k][0] < t or effects[k][1] in taken):
+            k += 1
+        if k == len(effects):
+            break
+        mapping[port] = effects[k][1]
+        taken.add(effects[k][1])
+    return mapping
+
+
+def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[float], list[float]]]:
     """The server's own share per digit, from one capture on the namespace's loopback (so the SDK
-    and phone processes' scheduling is not in it).
+    and phone processes' scheduling is not in it), per press pattern.
 
-    phone -> SDK: from a round's first RFC 4733 start packet reaching the server's RTP port to
-    each DTLS application-data record (a DataPacket on its way to an SDK) the server sends in the
-    next 100 ms. SDK -> phone: for each agent, from its DTLS record (its SipDTMF) reaching the
-    server to the RFC 4733 start packet the server sends to that agent's phone. Which phone goes
-    with which agent is learnt from the first round: the server relays in arrival order, so the
-    k-th press in goes out as the k-th DataPacket."""
+    phone -> SDK: a burst is timed from the round's first RFC 4733 start packet reaching the
+    server's RTP port to each DTLS application-data record (a DataPacket on its way to an SDK)
+    the server sends in the next 100 ms; a spread press from its own start packet to the next
+    such record to its agent. SDK -> phone: for each agent, from its last DTLS record (its
+    SipDTMF) reaching the server to the RFC 4733 start packet the server sends to that agent's
+    phone. Which phone goes with which agent (whose WebRTC ports may differ for receiving and
+    sending: the Go SDK has two PeerConnections) is learnt from the warm-up round, where the calls
+    press and publish one at a time, ``STAGGER`` apart: the k-th press in goes out as the k-th
+    DataPacket, the k-th agent's record comes back as the k-th phone's first event packet."""
     import dpkt
 
     packets: list[tuple[float, bytes, int, int, int]] = []
@@ -279,39 +379,57 @@ def server_residence(pcap: Path, presses: list[float], publishes: list[float]) -
             # (the capture keeps 96 bytes of each packet: the UDP length field has the real size)
             packets.append((ts, bytes(udp.data), udp.sport, udp.dport, udp.ulen - 8))
 
-    def is_press_in(p: tuple[float, bytes, int, int, int]) -> bool:
+    def is_press_in(p: tuple[float, bytes, int, int, int]) -> bool:  # marker bit: a press's start
         return 30000 <= p[3] <= 32000 and len(p[1]) >= 2 and p[1][1] == 0x80 | TE_PT
 
     def is_data_out(p: tuple[float, bytes, int, int, int]) -> bool:
-        return p[1][:1] == b"\x17" and p[4] >= 80 and not 30000 <= p[2] <= 32000
+        return p[1][:1] == b"\x17" and p[4] >= DATA_RECORD and not 30000 <= p[2] <= 32000
 
-    up: list[float] = []
-    phone_of_agent: dict[int, int] = {}
+    def is_data_in(p: tuple[float, bytes, int, int, int]) -> bool:  # not the server's own records
+        return p[1][:1] == b"\x17" and p[4] >= DATA_RECORD and p[2] not in server_ports and not 30000 <= p[2] <= 32000
+
+    def is_event_out(p: tuple[float, bytes, int, int, int]) -> bool:
+        return 30000 <= p[2] <= 32000 and len(p[1]) >= 2 and p[1][1] == 0x80 | TE_PT
+
+    out: dict[float, tuple[list[float], list[float]]] = {}
+    agent_of_phone: dict[int, int] = {}  # phone's RTP port -> its agent's port (receiving)
+    phone_of_agent: dict[int, int] = {}  # an agent's port (sending) -> its phone's RTP port
     server_ports: set[int] = set()
-    for press in presses:
-        window = [p for p in packets if press - 0.01 <= p[0] < press + 0.1]
+    for rnd in rounds:
+        window = [p for p in packets if rnd.press - 0.01 <= p[0] < rnd.press + rnd.spread + rnd.length + 0.1]
         ins = sorted((p for p in window if is_press_in(p)), key=lambda p: p[0])
+        outs = sorted((p for p in window if is_data_out(p)), key=lambda p: p[0])
+        if rnd.learn:  # one call at a time: each press's first DataPacket goes to a new agent
+            agent_of_phone = pair([(i[0], i[2]) for i in ins], [(o[0], o[3]) for o in outs])
+            server_ports = {o[2] for o in outs if o[3] in agent_of_phone.values()}
+            window = [p for p in packets if rnd.publish - 0.005 <= p[0] < rnd.publish + rnd.length + 0.3]
+            sends = [(p[0], p[2]) for p in sorted(window) if is_data_in(p)]
+            phone_of_agent = pair(sends, [(p[0], p[3]) for p in sorted(window) if is_event_out(p)])
+            continue
+        up, down = out.setdefault(rnd.spread, ([], []))
         if not ins:
             continue
-        t0 = ins[0][0]
-        outs = sorted((p for p in window if p[0] >= t0 and is_data_out(p)), key=lambda p: p[0])
-        up += [p[0] - t0 for p in outs]
-        server_ports |= {p[2] for p in outs}
-        if not phone_of_agent and len(ins) == len(outs):
-            phone_of_agent = {o[3]: i[2] for i, o in zip(ins, outs, strict=True)}
-    down: list[float] = []
-    for publish in publishes:
-        window = [p for p in packets if publish - 0.005 <= p[0] < publish + 0.3]
+        if not rnd.spread:
+            t0 = ins[0][0]
+            up += [o[0] - t0 for o in outs if t0 <= o[0] < t0 + 0.1]
+        else:
+            for t, _, sport, _, _ in ins:
+                agent = agent_of_phone.get(sport)
+                first = next((o[0] for o in outs if o[3] == agent and t <= o[0] < t + 0.1), None)
+                if first is not None:
+                    up.append(first - t)
+        window = [p for p in packets if rnd.publish - 0.005 <= p[0] < rnd.publish + rnd.spread + 0.3]
         first_out: dict[int, float] = {}  # phone port -> the server's first event packet to it
-        for t, data, sport, dport, _ in window:
-            if 30000 <= sport <= 32000 and len(data) >= 2 and data[1] == 0x80 | TE_PT:
-                first_out.setdefault(dport, t)
-        for t, data, sport, dport, size in window:
-            if dport in server_ports and data[:1] == b"\x17" and size >= 80:
-                phone = phone_of_agent.get(sport)
-                if phone is not None and phone in first_out and first_out[phone] >= t:
-                    down.append(first_out[phone] - t)
-    return up, down
+        for p in window:
+            if is_event_out(p):
+                first_out.setdefault(p[3], p[0])
+        last_in: dict[int, float] = {}  # phone port -> its agent's last DTLS record before that
+        for p in window:
+            phone = phone_of_agent.get(p[2])
+            if phone is not None and is_data_in(p) and phone in first_out and p[0] <= first_out[phone]:
+                last_in[phone] = p[0]
+        down += [first_out[ph] - t for ph, t in last_in.items()]
+    return out
 
 
 def main() -> None:
@@ -319,6 +437,13 @@ def main() -> None:
     ap.add_argument("--calls", default="1,20")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--role", choices=("agents", "phones"), help=argparse.SUPPRESS)
+    ap.add_argument("--spread", default="0,1",
+                    help="press patterns, comma-separated: 0 = a burst (all at once), "
+                         "s > 0 = each press at a random moment within s seconds")
+    ap.add_argument("--sdk", choices=("python", "go"), default="python",
+                    help="the SDK participants: Python livekit (Rust core) or Go server-sdk-go")
+    ap.add_argument("--pin", action="store_true",
+                    help="the server alone on one CPU, the SDK participants, phones and capture on the rest")
     ap.add_argument("--agent-procs", type=int, default=1,
                     help="spread the SDK participants over this many processes")
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -330,24 +455,28 @@ def main() -> None:
     if args.role == "phones":
         asyncio.run(phones_main(args.n))
         return
-    rows = [(n, run(n, args.rounds, args.agent_procs)) for n in (int(x) for x in args.calls.split(","))]
-    print(f"phones -> roomtone serve -> Python SDK (WebRTC, network namespace); {args.rounds} rounds; "
-          f"SDK participants in {args.agent_procs} process(es)")
-    print(f"{'direction':<14}{'calls':>6}{'p50':>9}{'p99':>9}{'samples':>9}{'lost':>6}")
-    print("-" * 53)
-    for n, res in rows:
-        for name, key in (("phone->SDK", "up"), ("SDK->phone", "down")):
-            lat = res[key]
-            print(f"{name:<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
-                  f"{res['expected'] - len(lat):>6}")
-        if res["residence"]:
-            lat = res["residence"]
-            print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
-                  "      (phone->SDK: RTP in -> DTLS out, captured)")
-        if res["residence_down"]:
-            lat = res["residence_down"]
-            print(f"{'  in server':<14}{n:>6}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
-                  "      (SDK->phone: its DTLS in -> its RFC 4733 out, captured)")
+    spreads = [float(x) for x in args.spread.split(",")]
+    rows = [(n, run(n, args.rounds, args.agent_procs, spreads, args.pin, args.sdk)) for n in (int(x) for x in args.calls.split(","))]
+    print(f"phones -> roomtone serve -> {args.sdk} SDK (WebRTC, network namespace); {args.rounds} rounds per "
+          f"pattern; SDK participants in {args.agent_procs} process(es)"
+          + ("; server pinned alone to one CPU" if args.pin else ""))
+    print("pattern: 'burst' = all N presses (or publish_dtmf calls) at once, latency from the burst's "
+          "start; 'over Ns' = each at a random moment within N seconds, latency from its own start")
+    print(f"{'direction':<14}{'calls':>6}{'pattern':>10}{'p50':>9}{'p99':>9}{'samples':>9}{'lost':>6}")
+    print("-" * 63)
+    for n, results in rows:
+        for spread, res in results.items():
+            pattern = "burst" if not spread else f"over {spread:g}s"
+            for name, key in (("phone->SDK", "up"), ("SDK->phone", "down")):
+                lat = res[key]
+                print(f"{name:<14}{n:>6}{pattern:>10}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
+                      f"{res['expected'] - len(lat):>6}")
+            for key, what in (("residence", "phone->SDK: RTP in -> DTLS out, captured"),
+                              ("residence_down", "SDK->phone: its DTLS in -> its RFC 4733 out, captured")):
+                lat = res.get(key, [])
+                if lat:
+                    print(f"{'  in server':<14}{n:>6}{pattern:>10}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms"
+                          f"{len(lat):>9}      ({what})")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ class Peer:
             self.remote_msids.update(msids_by_mid(sdp))
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             sctp.tune(self.pc)
+            drop_video_bandwidth_estimators(self.pc)
             await self._flush_candidates()
             if before_answer is not None:
                 before_answer()
@@ -152,6 +153,7 @@ class Peer:
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
                 sctp.tune(self.pc)
+                drop_video_bandwidth_estimators(self.pc)
             except Exception as exc:  # aiortc raises ValueError and others for unusable SDP
                 log.warning("%s %s PC: cannot apply the client's answer: %s: %s", self.who, self.role, type(exc).__name__, exc)
                 return
@@ -266,3 +268,26 @@ def sending_mids(sdp: str) -> set[str]:
         elif line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
             sending = sending and line in ("a=sendrecv", "a=sendonly")
     return out
+
+
+_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"  # aiortc 1.x, name-mangled private
+
+
+def drop_video_bandwidth_estimators(pc: RTCPeerConnection) -> int:
+    """Remove aiortc's receive-side bandwidth estimator from every video receiver; returns how many.
+
+    Why: aiortc gives each video ``RTCRtpReceiver`` a ``RemoteBitrateEstimator`` whose rate
+    counter is 1,000 Python objects (one per millisecond bucket), all tracked by the cyclic
+    garbage collector. The Rust SDK offers three receive-only video sections per connection, so
+    100 SDK participants meant 300,000 such objects and full collections of 110-120 ms in
+    ``roomtone serve`` (measured by ``benchmarks/bridge_sdk.py``: every call's audio and DTMF
+    stalled with it). roomtone relays no video (see ``roomtone.signalling``), so the estimator,
+    which only feeds REMB feedback for received video, has nothing to do; with it ``None`` aiortc
+    skips REMB, as it does for audio receivers."""
+    dropped = 0
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if transceiver.kind == "video" and getattr(receiver, _ESTIMATOR, None) is not None:
+            setattr(receiver, _ESTIMATOR, None)
+            dropped += 1
+    return dropped
