@@ -259,12 +259,15 @@ async def test_two_phones_in_one_room_hear_each_other(gateway: Any, tmp_path: Pa
             await asyncio.to_thread(phone.record, str(tmp_path / f"{phone.user}-heard.wav"))
         await wait_for(lambda: sorted(c.audio.rate for c in gateway.calls.values() if c.audio and c.audio.sources)
                        == [8000, 16000], 10, "each bridge hears the other")
+        (mix,) = {c.audio.mix for c in gateway.calls.values() if c.audio}
+        assert mix is not None and mix._task is not None, "the room's mixer runs while it has sources"
         await asyncio.sleep(2.5)
         await asyncio.to_thread(a.hangup)
         await wait_for(lambda: len(gateway.calls) == 1, 10, "first call gone")
         (left,) = gateway.calls.values()
         assert left.audio is not None
         await wait_for(lambda: not left.audio.sources, 5, "the departed phone leaves the other's mix")
+        assert left.audio.mix is mix and mix._task is None, "nothing left to mix: the mixer's loop stops"
         await asyncio.to_thread(b.hangup)
         await wait_for(lambda: not gateway.calls, 10, "second call gone")
     # A recorded from before B called until A hung up: its end; B from after A was in the room: its start

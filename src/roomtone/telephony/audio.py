@@ -15,7 +15,7 @@ One :class:`AudioBridge` per answered call that has joined a room:
   ``AudioResampler`` (libswresample; 48 kHz stereo from Opus, or whatever a server-side track
   produces) to each call rate in use, mono, and buffered; another call's phone track is tapped
   directly (no relay, no pacing task). :class:`RoomMix`, one per room, reads each track once
-  however many calls the room has, and every 20 ms (loop clock) sums the sources
+  however many calls the room has, and, while it has any source, every 20 ms (loop clock) sums the sources
   that have a frame ready (int32) and gives each call the sum minus its own phone ("mix-minus"),
   clipped to int16, through ``MediaCall.send_audio``. A room with N calls thus costs O(N) per tick,
   not N² subscriptions. Buffers are bounded (``MAX_SOURCE_MS``) so a stalled reader cannot make
@@ -214,22 +214,38 @@ class RoomMix:
 
     def add_bridge(self, bridge: AudioBridge) -> None:
         self.bridges.append(bridge)
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        self._run_while_needed()
 
     def remove_bridge(self, bridge: AudioBridge) -> None:
         if bridge in self.bridges:
             self.bridges.remove(bridge)
         if not self.bridges:
             self.close()
+        else:
+            self._run_while_needed()
 
     def close(self) -> None:
         _mixes.pop(self.key, None)
         for sid in list(self.sources):
             self.remove_source(sid)
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-        self._task = None
+        self._run_while_needed()
+
+    def _run_while_needed(self) -> None:
+        """The 20 ms loop runs only while there is something to mix: a call that can hear a source
+        other than its own phone.
+
+        Why: a room's calls hear nothing until someone else publishes audio, and a loop per room
+        that wakes 50 times a second to mix nothing cost ~5 % of the server at 100 one-call rooms
+        (``benchmarks/bridge_sdk.py`` profile)."""
+        needed = any(sid != bridge.track_sid for bridge in self.bridges for sid in self.sources)
+        if needed and self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+        elif not needed and self._task is not None:
+            if self._task is not asyncio.current_task():
+                self._task.cancel()
+            self._task = None
+            for bridge in self.bridges:
+                bridge.deliver(None)  # nothing to hear any more
 
     # ---- sources
 
@@ -262,6 +278,7 @@ class RoomMix:
             self.sources[track_sid] = source
             source.task = asyncio.ensure_future(self._read(source))
         log.info("room %s: SIP calls hear %s's track %s", self.key[1], publisher, track_sid)
+        self._run_while_needed()
 
     def remove_source(self, track_sid: str) -> None:
         source = self.sources.pop(track_sid, None)
@@ -274,6 +291,7 @@ class RoomMix:
         if source.task is not None and source.task is not asyncio.current_task():
             source.task.cancel()
         log.info("room %s: SIP calls stopped hearing %s's track %s", self.key[1], source.publisher, track_sid)
+        self._run_while_needed()
 
     def _feed(self, source: _Source, frame: AudioFrame, pcm: np.ndarray | None = None) -> None:
         """One frame of a source, resampled to each call rate in use and buffered."""
@@ -338,7 +356,7 @@ class RoomMix:
         t0 = loop.time()
         k = 0
         try:
-            while self.bridges:
+            while self.bridges and self.sources:
                 k += 1
                 delay = t0 + k * PTIME - loop.time()
                 if delay > 0:
@@ -350,6 +368,9 @@ class RoomMix:
             pass
         except Exception:
             log.exception("room %s: audio mixer failed", self.key[1])
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
 
 
 _mixes: dict[tuple[int, str], RoomMix] = {}
