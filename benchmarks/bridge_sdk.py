@@ -3,7 +3,8 @@
 ``benchmarks/bridge.py`` measures the gateway in one process with server-side room participants;
 this one runs the whole thing as deployed, in a network namespace (WebRTC ignores loopback):
 
-* ``roomtone serve`` with its embedded defaults plus a SIP port and RTP range (log level: warnings);
+* ``roomtone serve`` with its embedded defaults (INFO logging: a line per relayed digit) plus a SIP
+  port and RTP range;
 * an **agents** process: N official SDK participants, one per room ``bench_p<i>``: the Python
   ``livekit`` SDK (the Rust core; default), or with ``--sdk go`` the Go server-sdk-go
   (``tests/go/cmd/bridgeagents``, same line protocol). The Python SDK's core costs 1.1-1.2 cores
@@ -295,6 +296,9 @@ def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, 
             got: dict[str, float] = {}
             for a in agents:
                 got.update(a.ask({"cmd": "collect", "code": code})["at"])
+            # the presses end 100 ms after they start, and the end sends each SDK a detail packet:
+            # let that pass, so the next direction is timed on its own
+            time.sleep(0.25)
             for a in agents:  # every agents process starts its presses at once
                 a.send({"cmd": "publish", "code": code, "digit": digit_for(code), "spread": spread, "stagger": stagger})
             starts: dict[str, float] = {}

@@ -458,3 +458,49 @@ def test_receiver_any_input_balanced_and_never_raises(stream: list) -> None:
         elif isinstance(e, DigitEnded):
             assert key in open_keys
             open_keys.remove(key)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+@pytest.mark.parametrize("gap_samples", [0xF000 - 1, 0xF000, 0xF800, 0xFFFF, 0x10000])
+def test_receiver_same_key_again_after_a_long_pause_is_a_new_digit(rate: int, gap_samples: int) -> None:
+    """Regression (found by benchmarks/bridge_sdk.py at 100 calls: 35 of 1,000 digits lost): the
+    same key pressed again 0xF000-0xFFFF samples after an earlier press (7.7-8.2 s at 8 kHz) was
+    absorbed as a segment of that earlier, finished press."""
+    first = drain(_enq(Sender(SenderConfig(clock_rate=rate), timestamp_origin=1000), "7"))
+    again = drain(_enq(Sender(SenderConfig(clock_rate=rate), timestamp_origin=1000 + gap_samples), "7"))
+    seconds = gap_samples / rate
+    rx = Receiver(rate)
+    out = feed(rx, first) + feed(rx, again, t0=seconds, seq0=len(first))
+    assert digits(out) == [("start", "7"), ("end", "7")] * 2
+
+
+def test_receiver_long_press_outage_across_a_segment_boundary_is_one_digit() -> None:
+    """The case the absorb rule exists for: packets stop for longer than end_timeout in the
+    middle of a long press, the event ends by timeout, and the press's next segment (no marker)
+    arrives: it must not count as a second digit."""
+    sender = Sender(SenderConfig(clock_rate=8000), timestamp_origin=500)
+    sender.enqueue("4", tone_ms=12000)
+    pkts = drain(sender)
+    boundary = next(i for i in range(1, len(pkts)) if pkts[i].timestamp != pkts[i - 1].timestamp)
+    t_boundary = pkts[boundary].send_at
+    kept = [p for p in pkts if not t_boundary - 0.6 <= p.send_at < t_boundary + 0.2]
+    assert not kept[len(kept) // 2].marker
+    rx = Receiver(8000, end_timeout=0.3)
+    out: list = []
+    for i, p in enumerate(kept):
+        out += rx.poll(p.send_at)
+        out += rx.receive(p.send_at, ssrc=7, timestamp=p.timestamp, payload=p.payload, marker=p.marker, sequence=i)
+    assert [d for d in digits(out) if d[0] == "start"] == [("start", "4")]
+
+
+@given(st.sampled_from("0123456789*#ABCD"), st.sampled_from("0123456789*#ABCD"),
+       st.integers(min_value=2000, max_value=10 * 8000 - 1), st.integers(min_value=0, max_value=2**32 - 1))
+def test_receiver_two_whole_presses_are_two_digits(first: str, second: str, gap: int, origin: int) -> None:
+    """Any two complete key presses (start with marker, updates, end packets), the second
+    starting any time within 10 s after the first ended, are two digits, whatever the keys."""
+    one = drain(_enq(Sender(timestamp_origin=origin), first))
+    start = ts_add(origin, gap)
+    two = drain(_enq(Sender(timestamp_origin=start), second))
+    rx = Receiver()
+    out = feed(rx, one) + feed(rx, two, t0=gap / 8000, seq0=len(one))
+    assert digits(out) == [("start", first), ("end", first), ("start", second), ("end", second)]

@@ -641,9 +641,13 @@ class Receiver:
                 if ev.end:
                     self._close(ssrc, stream, now, "end", 1, out)
                 return out
-        # A segment of an event that already timed out (outage mid-press): absorb it.
-        for (fts, fcode), _ in reversed(stream.finished.items()):
-            if fcode == ev.event and 0xF000 <= ts_diff(timestamp, fts) <= MAX_DURATION:
+        # A segment of an event that already timed out (outage mid-press): absorb it. Only an
+        # event that ended without its end packet can continue, and only without the marker (a
+        # segment never carries it): otherwise the same key pressed again 0xF000-0xFFFF samples
+        # after an earlier press (7.7-8.2 s at 8 kHz) would be swallowed as that press's segment.
+        for (fts, fcode), (_, had_end) in reversed(stream.finished.items()):
+            if (fcode == ev.event and not had_end and not marker
+                    and 0xF000 <= ts_diff(timestamp, fts) <= MAX_DURATION):
                 stream.finished[key] = (sequence, ev.end)
                 self._trim(stream)
                 return out
