@@ -215,9 +215,10 @@ def reply(obj: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------- driver
 
 class Worker:
-    def __init__(self, ns: Any, role: str, n: int, first: int = 0, prefix: list[str] | None = None) -> None:
+    def __init__(self, ns: Any, role: str, n: int, first: int = 0, prefix: list[str] | None = None,
+                 keys: tuple[str, str] = (KEY, SECRET), identity: str = "agent") -> None:
         if role == "go-agents":  # the same line protocol, on the Go SDK (tests/go/cmd/bridgeagents)
-            argv = [str(GO_AGENTS), f"ws://127.0.0.1:{HTTP_PORT}", KEY, SECRET, str(first), str(n)]
+            argv = [str(GO_AGENTS), f"ws://127.0.0.1:{HTTP_PORT}", *keys, str(first), str(n), identity]
         else:
             argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--n", str(n), "--first", str(first)]
         self.proc = ns.popen([*(prefix or []), *argv],
@@ -436,6 +437,48 @@ def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[
     return out
 
 
+def run_anchor(n: int, rounds: int, spreads: list[float], binary: str, pin: bool) -> dict[float, list[float]]:
+    """The anchor: the same DTMF hop through livekit-server, SDK to SDK (it has no SIP bridge).
+
+    Room ``bench_p<i>`` holds two Go SDK participants: ``sip_p<i>`` (a second bridgeagents
+    process standing in for the phone) publishes a reliable ``SipDTMF``, ``agent<i>`` receives
+    it. Same rooms, patterns and rounds as the roomtone run; latency = from just before the
+    publish to the receiving SDK's event."""
+    from tests.netns import Netns
+    from tests.rtc.sdk_peers import API_KEY, API_SECRET, start_livekit_server
+
+    from roomtone.dtmf.digits import digit_for
+
+    out: dict[float, list[float]] = {s: [] for s in spreads}
+    with Netns(prefix="rtanchor") as ns:
+        server = start_livekit_server(ns, binary, port=HTTP_PORT)
+        last = os.cpu_count() or 1
+        if pin and last > 1:
+            ns.run(["taskset", "-a", "-pc", str(last - 1), str(server.pid)], check=True)
+        pin_clients = ["taskset", "-c", f"0-{last - 2}"] if pin and last > 1 else []
+        keys = (API_KEY, API_SECRET)
+        receivers = Worker(ns, "go-agents", n, 0, pin_clients, keys, "agent")
+        receivers.ask()
+        senders = Worker(ns, "go-agents", n, 0, pin_clients, keys, "sip_p")
+        senders.ask()
+        ready = receivers.ask({"cmd": "wait_sip"})["ready"]
+        if ready != n:
+            raise RuntimeError(f"anchor: only {ready} of {n} senders seen:\n" + server.log()[-3000:])
+        time.sleep(1.0)
+        plan = [0.0] + [s for s in spreads for _ in range(rounds)]  # round 0 warms up
+        for r, spread in enumerate(plan):
+            code = r % 10
+            starts = senders.ask({"cmd": "publish", "code": code, "digit": digit_for(code), "spread": spread})["starts"]
+            got = receivers.ask({"cmd": "collect", "code": code})["at"]
+            if r:
+                out[spread] += [got[i] - starts[i] for i in starts if i in got]
+            time.sleep(0.3)
+        for w in (senders, receivers):
+            w.send({"cmd": "quit"})
+            w.proc.wait(timeout=60)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", default="1,20")
@@ -450,6 +493,9 @@ def main() -> None:
                     help="the server alone on one CPU, the SDK participants, phones and capture on the rest")
     ap.add_argument("--agent-procs", type=int, default=1,
                     help="spread the SDK participants over this many processes")
+    ap.add_argument("--anchor", default=os.environ.get("LIVEKIT_SERVER") or shutil.which("livekit-server"),
+                    help="a livekit-server binary (default: $LIVEKIT_SERVER or on PATH): the same hop "
+                         "SDK to SDK through it, with --sdk go (never fetched by this script)")
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -460,7 +506,10 @@ def main() -> None:
         asyncio.run(phones_main(args.n))
         return
     spreads = [float(x) for x in args.spread.split(",")]
-    rows = [(n, run(n, args.rounds, args.agent_procs, spreads, args.pin, args.sdk)) for n in (int(x) for x in args.calls.split(","))]
+    calls = [int(x) for x in args.calls.split(",")]
+    rows = [(n, run(n, args.rounds, args.agent_procs, spreads, args.pin, args.sdk)) for n in calls]
+    anchor = args.anchor if args.sdk == "go" else None
+    anchors = {n: run_anchor(n, args.rounds, spreads, anchor, args.pin) for n in calls} if anchor else {}
     print(f"phones -> roomtone serve -> {args.sdk} SDK (WebRTC, network namespace); {args.rounds} rounds per "
           f"pattern; SDK participants in {args.agent_procs} process(es)"
           + ("; server pinned alone to one CPU" if args.pin else ""))
@@ -475,6 +524,14 @@ def main() -> None:
                 lat = res[key]
                 print(f"{name:<14}{n:>6}{pattern:>10}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
                       f"{res['expected'] - len(lat):>6}")
+            lat = anchors.get(n, {}).get(spread, [])
+            if lat:
+                print(f"{'SDK->SDK lk':<14}{n:>6}{pattern:>10}{pct(lat, 50):>8.2f}ms{pct(lat, 99):>7.2f}ms{len(lat):>9}"
+                      f"{res['expected'] - len(lat):>6}   (anchor: livekit-server, SDK to SDK)")
+                for name, key in (("phone->SDK", "up"), ("SDK->phone", "down")):
+                    ours = res[key]
+                    print(f"{'  ratio':<14}{n:>6}{pattern:>10}{pct(ours, 50) / pct(lat, 50):>9.2f}"
+                          f"{pct(ours, 99) / pct(lat, 99):>9.2f}{'':>15}   ({name} / anchor)")
             for key, what in (("residence", "phone->SDK: RTP in -> DTLS out, captured"),
                               ("residence_down", "SDK->phone: its DTLS in -> its RFC 4733 out, captured")):
                 lat = res.get(key, [])

@@ -227,16 +227,11 @@ class SignalSession:
                     await self._on_offer(self.join_request.publisher_offer)
             elif self.subscriber_primary:
                 await self._offer_subscriber()
-            # Every SDK pings each ping_interval; silence for longer than interval + timeout means
-            # the client is gone without closing (network loss), so it leaves instead of lingering.
+            # A client gone without closing (network loss) leaves instead of lingering: the
+            # WebSocket heartbeat (see RtcService._serve) ends receive() with a TimeoutError.
             idle = self.config.rtc.ping_interval + self.config.rtc.ping_timeout
             while not self._closing:
-                try:
-                    msg = await ws.receive(timeout=idle)
-                except TimeoutError:
-                    log.warning("%s: no signal message for %d s; closing the session", self.who, idle)
-                    self._leave_reason = DisconnectReason.CONNECTION_TIMEOUT
-                    break
+                msg = await ws.receive()
                 if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     break
                 if msg.type == WSMsgType.BINARY:
@@ -244,7 +239,12 @@ class SignalSession:
                 elif msg.type == WSMsgType.TEXT:
                     await self._on_message(msg.data.encode(), text=True)
                 elif msg.type == WSMsgType.ERROR:
-                    log.info("%s: WebSocket error %s", self.who, ws.exception())
+                    if isinstance(ws.exception(), TimeoutError):
+                        log.warning("%s: nothing from the client for %d s and no answer to a WebSocket ping; "
+                                    "closing the session", self.who, idle)
+                        self._leave_reason = DisconnectReason.CONNECTION_TIMEOUT
+                    else:
+                        log.info("%s: WebSocket error %s", self.who, ws.exception())
                     break
                 if self._closing:
                     break
@@ -780,7 +780,13 @@ class RtcService:
         return web.Response(text="success", headers={"Access-Control-Allow-Origin": "*"})
 
     async def _serve(self, request: web.Request, single_pc: bool) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=4 << 20, autoping=True)
+        # Liveness: after ping_interval + ping_timeout without any frame from the client, aiohttp
+        # sends a WebSocket ping and closes the connection when no pong comes within half that
+        # (SignalSession.run). The Rust and JS SDKs send a signal ping every ping_interval, so they
+        # are never silent that long; the Go SDK (server-sdk-go 2.19) sends no signal pings at
+        # all and only answers WebSocket pings, as livekit-server's own liveness check expects.
+        idle = self.config.rtc.ping_interval + self.config.rtc.ping_timeout
+        ws = web.WebSocketResponse(max_msg_size=4 << 20, autoping=True, heartbeat=idle)
         if not ws.can_prepare(request).ok:
             return web.Response(status=404, text="404 page not found\n")
         try:

@@ -1,9 +1,11 @@
 // Command bridgeagents hosts N LiveKit participants on the official Go SDK (server-sdk-go/v2),
 // one per room, for benchmarks/bridge_sdk.py (--sdk go).
 //
-// Usage: bridgeagents <ws-url> <api-key> <api-secret> <first> <n>
+// Usage: bridgeagents <ws-url> <api-key> <api-secret> <first> <n> [identity-prefix]
 //
-// Participant i (first <= i < first+n) joins room "bench_p<i>" as "agent<i>". Why a Go variant:
+// Participant i (first <= i < first+n) joins room "bench_p<i>" as "agent<i>" (or
+// "<identity-prefix><i>": a second process with prefix "sip_p" stands in for the phones when
+// the benchmark's anchor, livekit-server, relays SDK to SDK). Why a Go variant:
 // the Python SDK's Rust core costs 1.1-1.2 cores for 100 idle rooms in one process (measured
 // against roomtone and livekit-server alike), more than half of a 2-core test machine before any
 // DTMF flows; the Go SDK's participants leave the CPU to the server under test.
@@ -58,9 +60,9 @@ func reply(v any) {
 	os.Stdout.Write(append(b, '\n'))
 }
 
-func (a *agents) join(url, key, secret string, i int) error {
+func (a *agents) join(url, key, secret, prefix string, i int) error {
 	at := auth.NewAccessToken(key, secret)
-	at.SetIdentity(fmt.Sprintf("agent%d", i)).SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: fmt.Sprintf("bench_p%d", i)})
+	at.SetIdentity(fmt.Sprintf("%s%d", prefix, i)).SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: fmt.Sprintf("bench_p%d", i)})
 	token, err := at.ToJWT()
 	if err != nil {
 		return err
@@ -95,9 +97,13 @@ type command struct {
 }
 
 func main() {
-	if len(os.Args) != 6 {
-		fmt.Fprintln(os.Stderr, "usage: bridgeagents <ws-url> <api-key> <api-secret> <first> <n>")
+	if len(os.Args) != 6 && len(os.Args) != 7 {
+		fmt.Fprintln(os.Stderr, "usage: bridgeagents <ws-url> <api-key> <api-secret> <first> <n> [identity-prefix]")
 		os.Exit(2)
+	}
+	prefix := "agent"
+	if len(os.Args) == 7 {
+		prefix = os.Args[6]
 	}
 	url, key, secret := os.Args[1], os.Args[2], os.Args[3]
 	first, err1 := strconv.Atoi(os.Args[4])
@@ -118,7 +124,7 @@ func main() {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := a.join(url, key, secret, i); err != nil {
+			if err := a.join(url, key, secret, prefix, i); err != nil {
 				errMu.Lock()
 				joinErr = fmt.Errorf("agent%d: %w", i, err)
 				errMu.Unlock()
