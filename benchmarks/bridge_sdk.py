@@ -263,7 +263,7 @@ def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, 
         pin_server = ["taskset", "-c", str(last - 1)] if pin and last > 1 else []
         pin_clients = ["taskset", "-c", f"0-{last - 2}"] if pin and last > 1 else []
         with open(log, "wb") as out:
-            ns.popen([*pin_server, sys.executable, "-m", "roomtone.cli", "serve", "--bind", "127.0.0.1", "--port",
+            server = ns.popen([*pin_server, sys.executable, "-m", "roomtone.cli", "serve", "--bind", "127.0.0.1", "--port",
                       str(HTTP_PORT), "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while not ns.http_get(f"http://127.0.0.1:{HTTP_PORT}/", timeout=2)[0]:
@@ -280,11 +280,16 @@ def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, 
         ready = sum(a.ask({"cmd": "wait_sip"})["ready"] for a in agents)
         if ready != n:
             raise RuntimeError(f"only {ready} of {n} SIP participants joined:\n" + log.read_text()[-3000:])
+        # what each process costs with every call up and nobody pressing (ip netns exec and
+        # taskset exec, so these pids are the processes themselves)
+        idle = cpu_shares({"server": [server.pid], "SDK participants": [a.proc.pid for a in agents],
+                           "phones": [phones.proc.pid]}, 5.0)
         pcap = ns.tmp_path("bridge.pcap")
         dump = ns.popen([*pin_clients, "tcpdump", "-i", "lo", "-w", str(pcap), "-U", "-s", "96", "udp"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shutil.which("tcpdump") else None
         time.sleep(1.0)
-        results: dict[float, dict[str, Any]] = {s: {"up": [], "down": [], "expected": rounds * n} for s in spreads}
+        results: dict[float, dict[str, Any]] = {s: {"up": [], "down": [], "expected": rounds * n, "idle_cpu": idle}
+                                                 for s in spreads}
         rounds_seen: list[Round] = []
         # round 0 warms up (the agents' publisher connections start lazily) and shows the capture
         # which phone goes with which agent: call i presses and publishes at i * STAGGER
@@ -328,6 +333,25 @@ def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, 
         if os.environ.get("BRIDGE_SDK_KEEP_LOG"):
             shutil.copy(log, os.environ["BRIDGE_SDK_KEEP_LOG"])
         return results
+
+
+def cpu_shares(groups: dict[str, list[int]], seconds: float) -> dict[str, float]:
+    """Share of one core each group of processes used over ``seconds`` (all their threads)."""
+    def cpu(pids: list[int]) -> float:
+        total = 0
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except FileNotFoundError:  # a thread that just ended
+                    continue
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    before = {name: cpu(pids) for name, pids in groups.items()}
+    time.sleep(seconds)
+    return {name: (cpu(pids) - before[name]) / seconds for name, pids in groups.items()}
 
 
 @dataclass
@@ -518,6 +542,9 @@ def main() -> None:
     print(f"{'direction':<14}{'calls':>6}{'pattern':>10}{'p50':>9}{'p99':>9}{'samples':>9}{'lost':>6}")
     print("-" * 63)
     for n, results in rows:
+        idle = next(iter(results.values()))["idle_cpu"]
+        print(f"{n} calls up, nobody pressing, 5 s: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in idle.items())
+              + " of a core")
         for spread, res in results.items():
             pattern = "burst" if not spread else f"over {spread:g}s"
             for name, key in (("phone->SDK", "up"), ("SDK->phone", "down")):
