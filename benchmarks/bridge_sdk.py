@@ -1,4 +1,4 @@
-"""SIP bridge DTMF latency end to end: phones -> ``roomtone serve`` -> official Python SDK, and back.
+"""SIP bridge DTMF latency end to end: phones -> ``roomtone serve`` -> official SDK (Python or Go), and back.
 
 ``benchmarks/bridge.py`` measures the gateway in one process with server-side room participants;
 this one runs the whole thing as deployed, in a network namespace (WebRTC ignores loopback):
