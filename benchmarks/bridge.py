@@ -1,8 +1,9 @@
 """SIP bridge DTMF latency, both directions, with 1 and N concurrent calls.
 
 Everything runs in one process on loopback (the figures are the gateway's own latency, the part
-roomtone adds between a phone and the room; the WebRTC hop to an SDK is measured by
-``benchmarks/rooms.py``):
+roomtone adds between a phone and the room; ``benchmarks/bridge_sdk.py`` measures the same
+directions end to end, from a phone to an official SDK participant's DTMF event and back, through
+``roomtone serve`` and WebRTC, beside livekit-server's SDK-to-SDK hop):
 
 * a roomtone :class:`~roomtone.telephony.gateway.SipGateway`; each call gets its own room
   (individual dispatch rule, the usual one-call-one-agent deployment) with a room participant
