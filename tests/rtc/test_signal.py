@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import json
 import logging
 import secrets
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -319,7 +321,10 @@ async def test_server_shutdown_tells_clients():
         await stopping
 
 
-async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
+@contextlib.asynccontextmanager
+async def watcher_and_silent(identity: str) -> AsyncIterator[tuple[Client, Client]]:
+    """A server with ping_interval = ping_timeout = 1 s, a watcher that pings, and a client
+    ``identity`` that says nothing after its join (what it does with pings is the test's)."""
     cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
     cfg.rtc.ping_interval, cfg.rtc.ping_timeout = 1, 1
     s = await server_mod.start(cfg, default_services=False)
@@ -327,61 +332,56 @@ async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
         async with aiohttp.ClientSession() as session:
             w = await connect(session, s, tok("watcher"))
             await w.recv("join")
-            quiet = await connect(session, s, tok("quiet"))
-            await quiet.recv("join")
+            silent = await connect(session, s, tok(identity))
+            await silent.recv("join")
             await w.recv("update")
-            for _ in range(4):  # the watcher keeps pinging; the quiet one says nothing
-                await w.send(ping_req=pr.Ping(timestamp=1))
-                await asyncio.sleep(0.6)
-            upd = (await w.recv("update")).update.participants[0]
-            assert upd.identity == "quiet" and upd.state == pm.ParticipantInfo.DISCONNECTED
-            assert upd.disconnect_reason == pm.DisconnectReason.CONNECTION_TIMEOUT
-            assert "quiet" in caplog.text and "nothing from the client for 2 s and no answer to a WebSocket ping" in caplog.text
+            yield w, silent
     finally:
         await s.stop()
+
+
+async def keep_pinging(w: Client, rounds: int) -> None:
+    for _ in range(rounds):
+        await w.send(ping_req=pr.Ping(timestamp=1))
+        await asyncio.sleep(0.6)
+
+
+async def test_silent_client_is_closed_after_ping_interval_plus_timeout(caplog):
+    async with watcher_and_silent("quiet") as (w, _quiet):
+        await keep_pinging(w, 4)  # the quiet one never reads, so it never answers a WebSocket ping
+        upd = (await w.recv("update")).update.participants[0]
+        assert upd.identity == "quiet" and upd.state == pm.ParticipantInfo.DISCONNECTED
+        assert upd.disconnect_reason == pm.DisconnectReason.CONNECTION_TIMEOUT
+        assert "quiet" in caplog.text and "nothing from the client for 2 s and no answer to a WebSocket ping" in caplog.text
 
 
 async def test_client_answering_websocket_pings_stays_without_signal_pings(caplog):
     """Like the Go SDK (server-sdk-go 2.19 sends no signal pings): a client that never sends a
     signal message but answers WebSocket pings stays in the room. Before, every idle Go SDK
     participant was closed after ping_interval + ping_timeout (found by benchmarks/bridge_sdk.py)."""
-    cfg = config_mod.load(env={"LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}, bind="127.0.0.1", port=0)
-    cfg.rtc.ping_interval, cfg.rtc.ping_timeout = 1, 1
-    s = await server_mod.start(cfg, default_services=False)
-    try:
-        async with aiohttp.ClientSession() as session:
-            w = await connect(session, s, tok("watcher"))
-            await w.recv("join")
-            go_like = await connect(session, s, tok("go-like"))
-            await go_like.recv("join")
-            await w.recv("update")
-            pings = 0
+    async with watcher_and_silent("go-like") as (w, go_like):
+        pings = 0
+        original = go_like.ws.pong
 
-            async def read_only() -> None:  # aiohttp answers the server's pings inside receive()
-                while (await go_like.ws.receive()).type not in (
-                        aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                        aiohttp.WSMsgType.ERROR):
-                    pass
+        async def counting_pong(message: bytes = b"") -> None:
+            nonlocal pings
+            pings += 1
+            await original(message)
 
-            original = go_like.ws.pong
+        async def read_only() -> None:  # aiohttp answers the server's pings inside receive()
+            while (await go_like.ws.receive()).type not in (
+                    aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR):
+                pass
 
-            async def counting_pong(message: bytes = b"") -> None:
-                nonlocal pings
-                pings += 1
-                await original(message)
-
-            go_like.ws.pong = counting_pong  # type: ignore[method-assign]
-            reader = asyncio.ensure_future(read_only())
-            for _ in range(10):  # 6 s: three times the idle limit
-                await w.send(ping_req=pr.Ping(timestamp=1))
-                await asyncio.sleep(0.6)
-            reader.cancel()
-            assert pings >= 2, "the server pinged the silent client"
-            with pytest.raises(asyncio.TimeoutError):  # no participant update: nobody left
-                await w.recv("update", timeout=0.5)
-            assert not [r for r in caplog.records if r.levelname == "WARNING" and "go-like" in r.getMessage()]
-    finally:
-        await s.stop()
+        go_like.ws.pong = counting_pong  # type: ignore[method-assign]
+        reader = asyncio.ensure_future(read_only())
+        await keep_pinging(w, 10)  # 6 s: three times the idle limit
+        reader.cancel()
+        assert pings >= 2, "the server pinged the silent client"
+        with pytest.raises(asyncio.TimeoutError):  # no participant update: nobody left
+            await w.recv("update", timeout=0.5)
+        assert not [r for r in caplog.records if r.levelname == "WARNING" and "go-like" in r.getMessage()]
 
 
 async def test_malformed_requests_are_logged_and_the_session_survives(srv, caplog):
