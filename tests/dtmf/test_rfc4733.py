@@ -504,3 +504,23 @@ def test_receiver_two_whole_presses_are_two_digits(first: str, second: str, gap:
     rx = Receiver()
     out = feed(rx, one) + feed(rx, two, t0=gap / 8000, seq0=len(one))
     assert digits(out) == [("start", first), ("end", first), ("start", second), ("end", second)]
+
+
+@given(st.sampled_from([8000, 16000, 48000]), st.integers(min_value=0, max_value=2**32 - 1),
+       st.lists(st.tuples(st.sampled_from("0123456789*#ABCD"), st.floats(min_value=0.25, max_value=120.0)),
+                min_size=2, max_size=6))
+def test_receiver_whole_presses_are_each_one_digit(rate: int, origin: int, presses: list[tuple[str, float]]) -> None:
+    """Complete key presses (start with marker, updates, end packets) on one stream, each
+    starting 0.25-120 s after the one before, are each exactly one digit, whatever the keys,
+    the clock rate and where the timestamps start (they may wrap)."""
+    rx = Receiver(rate)
+    out: list = []
+    at, seq = 0.0, 0
+    ts = origin
+    for key, gap in presses:
+        pkts = drain(_enq(Sender(SenderConfig(clock_rate=rate), timestamp_origin=ts), key))
+        out += feed(rx, pkts, t0=at, seq0=seq)
+        seq += len(pkts)
+        at += gap
+        ts = ts_add(ts, round(gap * rate))
+    assert digits(out) == [(kind, key) for key, _ in presses for kind in ("start", "end")]
