@@ -46,3 +46,38 @@ def test_go_seed_call_on_the_default_lossy_channel_reaches_python(netns: Netns) 
     finally:
         go.close()
         py.close()
+
+
+@pytest.mark.timeout(120)
+def test_idle_go_participant_stays_past_the_signal_idle_limit(netns: Netns) -> None:  # noqa: F811
+    """server-sdk-go sends no signal pings; it only answers WebSocket pings. With ping_interval
+    1 s and ping_timeout 2 s (idle limit 3 s; the Rust SDK needs the timeout above the interval,
+    it times out on any 1 s without a server message) an idle Go participant must stay connected
+    for more than twice that, then still exchange DTMF. (Before the WebSocket heartbeat, roomtone
+    closed every idle Go participant after ping_interval + ping_timeout.)"""
+    import re
+    import time
+
+    from tests.rtc.sdk_peers import API_KEY, API_SECRET, RoomServer
+
+    assert go_missing() is None, go_missing()
+    srv = netns.start_server(keys={API_KEY: API_SECRET}, config="rtc:\n  ping_interval: 1\n  ping_timeout: 2\n")
+    server = RoomServer(srv.url, "roomtone", srv.log, srv.proc.pid)
+    room = "interop-go-idle"
+    go = Peer(netns, "go", server.url, server.token("go-idle", room), label="go-idle", env=server.peer_env)
+    py = Peer(netns, "python", server.url, server.token("py", room), label="py", env=server.peer_env)
+    try:
+        go.wait_connected(60)
+        py.wait_connected(60)
+        go.wait_sees("py")
+        py.wait_sees("go-idle")
+        time.sleep(7)
+        tones = [(5, "5"), (11, "#")]
+        go.send_dtmf(tones)
+        assert received(py.wait_dtmf(len(tones))) == [(c, d, "go-idle") for c, d in tones], py.output()
+        mine = [line for line in server.log().splitlines() if re.search(r"[: ]go-idle ?\(PA_", line)]
+        assert any(" joined" in line for line in mine), mine
+        assert not [line for line in mine if "closing the session" in line or " left" in line], mine
+    finally:
+        go.close()
+        py.close()
