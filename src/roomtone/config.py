@@ -15,7 +15,7 @@ mostly works::
       subscriber_primary: true      # v0: server offers a subscriber PC carrying _reliable/_lossy
       trickle_server_candidates: true   # also send our candidates as trickle messages
       ping_interval: 5              # seconds; must be > 0
-      ping_timeout: 15
+      ping_timeout: 15              # seconds; must be > ping_interval
     room:
       auto_create: true
       empty_timeout: 300
@@ -194,6 +194,11 @@ def load(
         raise ConfigError(f"rtc.port_range_start/end: {r.port_range_start}-{r.port_range_end} is not a valid range")
     if r.ping_interval <= 0 or r.ping_timeout <= 0:
         raise ConfigError("rtc.ping_interval and rtc.ping_timeout must be positive (the Rust SDKs abort on 0)")
+    if r.ping_timeout <= r.ping_interval:
+        # The Rust SDKs give up after ping_timeout without a server message, and the server only
+        # speaks when pinged: with a timeout not above the interval every pong races the timer.
+        raise ConfigError(f"rtc.ping_timeout ({r.ping_timeout} s) must be greater than rtc.ping_interval "
+                          f"({r.ping_interval} s): the Rust SDKs drop the connection otherwise (LiveKit uses 5 and 15)")
     return cfg
 
 

@@ -37,6 +37,7 @@ def test_defaults_yaml_env_and_flags_layer_in_order(tmp_path):
         ("rtc: {bogus: 1}", "rtc: unknown key 'bogus'"),
         ("rtc: {port_range_start: 60000, port_range_end: 50000}", "not a valid range"),
         ("rtc: {ping_interval: 0}", "must be positive"),
+        ("rtc: {ping_interval: 5, ping_timeout: 5}", "must be greater than rtc.ping_interval"),
         ("- a list", "top level must be a mapping"),
         ("room: {auto_create: maybe}", "expected true or false"),
         ("keys: [a, b]", "keys must map"),
