@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import random
@@ -315,7 +316,7 @@ def run(n: int, rounds: int, agent_procs: int, spreads: list[float], pin: bool, 
                 res = results[spread]
                 res["up"] += [got[i] - sent[i] for i in sent if i in got]
                 res["down"] += [t - starts[i] for i, t in heard.items() if i in starts]
-            rounds_seen.append(Round(spread, min(sent.values()), min(starts.values()), r == 0, n * stagger))
+            rounds_seen.append(Round(spread, sent, starts, r == 0, n * stagger))
             time.sleep(0.3)
         for w in (phones, *agents):
             assert w.proc.stdin is not None
@@ -357,9 +358,9 @@ def cpu_shares(groups: dict[str, list[int]], seconds: float) -> dict[str, float]
 @dataclass
 class Round:
     spread: float
-    press: float  # the first press's send time
-    publish: float  # the first publish_dtmf call
-    learn: bool  # the warm-up round the phone <-> agent pairing is learnt from
+    sent: dict[str, float]  # call index -> when its phone sent the press's start packet
+    starts: dict[str, float]  # call index -> when its agent called publish
+    learn: bool  # the warm-up round the ports of each call are learnt from
     length: float = 0.0  # how long its staggered presses take
 
 
@@ -386,15 +387,13 @@ def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[
     """The server's own share per digit, from one capture on the namespace's loopback (so the SDK
     and phone processes' scheduling is not in it), per press pattern.
 
-    phone -> SDK: a burst is timed from the round's first RFC 4733 start packet reaching the
-    server's RTP port to each DTLS application-data record (a DataPacket on its way to an SDK)
-    the server sends in the next 100 ms; a spread press from its own start packet to the next
-    such record to its agent. SDK -> phone: for each agent, from its last DTLS record (its
-    SipDTMF) reaching the server to the RFC 4733 start packet the server sends to that agent's
-    phone. Which phone goes with which agent (whose WebRTC ports may differ for receiving and
-    sending: the Go SDK has two PeerConnections) is learnt from the warm-up round, where the calls
-    press and publish one at a time, ``STAGGER`` apart: the k-th press in goes out as the k-th
-    DataPacket, the k-th agent's record comes back as the k-th phone's first event packet."""
+    The warm-up round, where call i presses and publishes at i * ``STAGGER``, gives each call's
+    ports: its phone's RTP port (the i-th press in), its agent's receiving port (where that press's
+    first DataPacket goes) and sending port (the i-th agent's DTLS record in; the Go SDK has two
+    PeerConnections). Then, per call: phone -> SDK from its press's start packet reaching the
+    server (a burst: from the burst's first one) to the first DTLS application-data record the
+    server sends its agent; SDK -> phone from its agent's first record after its publish call
+    reaching the server to the first RFC 4733 start packet the server sends its phone."""
     import dpkt
 
     packets: list[tuple[float, bytes, int, int, int]] = []
@@ -407,57 +406,61 @@ def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[
             udp = ip.data
             # (the capture keeps 96 bytes of each packet: the UDP length field has the real size)
             packets.append((ts, bytes(udp.data), udp.sport, udp.dport, udp.ulen - 8))
+    times = [p[0] for p in packets]
+
+    def between(t0: float, t1: float) -> list[tuple[float, bytes, int, int, int]]:
+        return packets[bisect.bisect_left(times, t0):bisect.bisect_left(times, t1)]
 
     def is_press_in(p: tuple[float, bytes, int, int, int]) -> bool:  # marker bit: a press's start
         return 30000 <= p[3] <= 32000 and len(p[1]) >= 2 and p[1][1] == 0x80 | TE_PT
 
-    def is_data_out(p: tuple[float, bytes, int, int, int]) -> bool:
-        return p[1][:1] == b"\x17" and p[4] >= DATA_RECORD and not 30000 <= p[2] <= 32000
-
-    def is_data_in(p: tuple[float, bytes, int, int, int]) -> bool:  # not the server's own records
-        return p[1][:1] == b"\x17" and p[4] >= DATA_RECORD and p[2] not in server_ports and not 30000 <= p[2] <= 32000
-
     def is_event_out(p: tuple[float, bytes, int, int, int]) -> bool:
         return 30000 <= p[2] <= 32000 and len(p[1]) >= 2 and p[1][1] == 0x80 | TE_PT
 
+    def is_record(p: tuple[float, bytes, int, int, int]) -> bool:  # a DataPacket, either way
+        return p[1][:1] == b"\x17" and p[4] >= DATA_RECORD and not 30000 <= p[2] <= 32000
+
     out: dict[float, tuple[list[float], list[float]]] = {}
-    agent_of_phone: dict[int, int] = {}  # phone's RTP port -> its agent's port (receiving)
-    phone_of_agent: dict[int, int] = {}  # an agent's port (sending) -> its phone's RTP port
-    server_ports: set[int] = set()
+    phone_port: dict[str, int] = {}
+    agent_rx: dict[str, int] = {}
+    agent_tx: dict[str, int] = {}
     for rnd in rounds:
-        window = [p for p in packets if rnd.press - 0.01 <= p[0] < rnd.press + rnd.spread + rnd.length + 0.1]
-        ins = sorted((p for p in window if is_press_in(p)), key=lambda p: p[0])
-        outs = sorted((p for p in window if is_data_out(p)), key=lambda p: p[0])
-        if rnd.learn:  # one call at a time: each press's first DataPacket goes to a new agent
-            agent_of_phone = pair([(i[0], i[2]) for i in ins], [(o[0], o[3]) for o in outs])
-            server_ports = {o[2] for o in outs if o[3] in agent_of_phone.values()}
-            window = [p for p in packets if rnd.publish - 0.005 <= p[0] < rnd.publish + rnd.length + 0.3]
-            sends = [(p[0], p[2]) for p in sorted(window) if is_data_in(p)]
-            phone_of_agent = pair(sends, [(p[0], p[3]) for p in sorted(window) if is_event_out(p)])
+        if rnd.learn:
+            t0 = min(rnd.sent.values())
+            window = between(t0 - 0.01, t0 + rnd.length + 0.1)
+            ins = [p for p in window if is_press_in(p)]
+            ports = list(dict.fromkeys(p[2] for p in ins))  # in press order = call order
+            rx = pair([(p[0], p[2]) for p in ins], [(p[0], p[3]) for p in window if is_record(p)])
+            server_ports = {p[2] for p in window if is_record(p) and p[3] in rx.values()}
+            t0 = min(rnd.starts.values())
+            window = between(t0 - 0.005, t0 + rnd.length + 0.3)
+            senders = list(dict.fromkeys(p[2] for p in window if is_record(p) and p[2] not in server_ports))
+            order = sorted(rnd.sent, key=int)
+            phone_port = dict(zip(order, ports, strict=False))
+            agent_rx = {i: rx[port] for i, port in phone_port.items() if port in rx}
+            agent_tx = dict(zip(sorted(rnd.starts, key=int), senders, strict=False))
             continue
         up, down = out.setdefault(rnd.spread, ([], []))
-        if not ins:
-            continue
+        burst_start = None
         if not rnd.spread:
-            t0 = ins[0][0]
-            up += [o[0] - t0 for o in outs if t0 <= o[0] < t0 + 0.1]
-        else:
-            for t, _, sport, _, _ in ins:
-                agent = agent_of_phone.get(sport)
-                first = next((o[0] for o in outs if o[3] == agent and t <= o[0] < t + 0.1), None)
-                if first is not None:
-                    up.append(first - t)
-        window = [p for p in packets if rnd.publish - 0.005 <= p[0] < rnd.publish + rnd.spread + 0.3]
-        first_out: dict[int, float] = {}  # phone port -> the server's first event packet to it
-        for p in window:
-            if is_event_out(p):
-                first_out.setdefault(p[3], p[0])
-        last_in: dict[int, float] = {}  # phone port -> its agent's last DTLS record before that
-        for p in window:
-            phone = phone_of_agent.get(p[2])
-            if phone is not None and is_data_in(p) and phone in first_out and p[0] <= first_out[phone]:
-                last_in[phone] = p[0]
-        down += [first_out[ph] - t for ph, t in last_in.items()]
+            t0 = min(rnd.sent.values())
+            burst_start = next((p[0] for p in between(t0 - 0.005, t0 + 0.1) if is_press_in(p)), None)
+        for i, sent in rnd.sent.items():
+            port, agent = phone_port.get(i), agent_rx.get(i)
+            t_in = next((p[0] for p in between(sent - 0.001, sent + 0.1) if is_press_in(p) and p[2] == port), None)
+            if t_in is None or agent is None:
+                continue
+            t_out = next((p[0] for p in between(t_in, t_in + 0.1) if is_record(p) and p[3] == agent), None)
+            if t_out is not None:
+                up.append(t_out - (burst_start if burst_start is not None else t_in))
+        for i, start in rnd.starts.items():
+            port, agent = phone_port.get(i), agent_tx.get(i)
+            t_in = next((p[0] for p in between(start - 0.001, start + 0.1) if is_record(p) and p[2] == agent), None)
+            if t_in is None or port is None:
+                continue
+            t_out = next((p[0] for p in between(t_in, t_in + 0.3) if is_event_out(p) and p[3] == port), None)
+            if t_out is not None:
+                down.append(t_out - t_in)
     return out
 
 

@@ -15,13 +15,13 @@
 //	stdout: {"joined":n} once connected, then one reply per command
 //	stdin:  {"cmd":"wait_sip"}            -> {"ready":k}  (rooms whose "sip_p<i>" has joined)
 //	        {"cmd":"collect","code":c}    -> {"at":{"<i>":unix_seconds}}  (first SipDTMF c per room)
-//	        {"cmd":"publish","code":c,"digit":d,"spread":s}
+//	        {"cmd":"publish","code":c,"digit":d,"spread":s,"stagger":g}
 //	                                      -> {"starts":{"<i>":unix_seconds}}
 //	        {"cmd":"quit"}
 //
 // publish sends PublishDataPacket(&livekit.SipDTMF{...}, reliable) from every room: at once when
-// spread is 0, else each room at its own random moment within spread seconds; its start is taken
-// just before the call. Times are wall-clock seconds, comparable with the phones' time.time().
+// spread and stagger are 0; room i at i*stagger seconds when stagger is set; else each room at its
+// own random moment within spread seconds. Its start is taken just before the call. Times are wall-clock seconds, comparable with the phones' time.time().
 package main
 
 import (
@@ -90,10 +90,11 @@ func (a *agents) join(url, key, secret, prefix string, i int) error {
 }
 
 type command struct {
-	Cmd    string  `json:"cmd"`
-	Code   uint32  `json:"code"`
-	Digit  string  `json:"digit"`
-	Spread float64 `json:"spread"`
+	Cmd     string  `json:"cmd"`
+	Code    uint32  `json:"code"`
+	Digit   string  `json:"digit"`
+	Spread  float64 `json:"spread"`
+	Stagger float64 `json:"stagger"`
 }
 
 func main() {
@@ -187,7 +188,9 @@ func main() {
 			var sends sync.WaitGroup
 			for i, room := range a.rooms {
 				delay := time.Duration(0)
-				if cmd.Spread > 0 {
+				if cmd.Stagger > 0 { // one at a time, in index order
+					delay = time.Duration(float64(i) * cmd.Stagger * float64(time.Second))
+				} else if cmd.Spread > 0 {
 					delay = time.Duration(rand.Float64() * cmd.Spread * float64(time.Second))
 				}
 				sends.Add(1)
