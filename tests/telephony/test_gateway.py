@@ -7,6 +7,7 @@ by test_gateway_api.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from livekit.protocol import models
@@ -34,7 +35,9 @@ async def add_direct(gw: SipGateway, room: str, *, number: str = "+15550100", pi
 
 
 @pytest.mark.parametrize("method", ["rfc4733", "info", "inband"])
-async def test_phone_digits_reach_the_room_once_and_room_digits_reach_the_phone(gateway: SipGateway, method: str) -> None:
+async def test_phone_digits_reach_the_room_once_and_room_digits_reach_the_phone(
+        gateway: SipGateway, method: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="roomtone.telephony.participant")
     await add_direct(gateway, "lobby")
     agent = await listen(gateway.rooms, "lobby")
     digits = ALL16 if method != "inband" else "0123456789*#"
@@ -69,6 +72,9 @@ async def test_phone_digits_reach_the_room_once_and_room_digits_reach_the_phone(
         await asyncio.to_thread(phone.hangup)
         await wait_for(lambda: gateway.rooms.participant("lobby", "sip_15557777") is None, 10, "participant gone")
     assert gateway.calls == {}
+    # the call's end names every digit both ways (per-digit lines are DEBUG)
+    (ended,) = [r.getMessage() for r in caplog.records if " ended: " in r.getMessage()]
+    assert f"DTMF from the phone {digits!r} ({len(digits)}), to the phone '12#A' (4)" in ended, ended
 
 
 async def test_remove_participant_hangs_up_and_sip_to_sip_is_not_relayed(gateway: SipGateway) -> None:

@@ -378,7 +378,9 @@ class MediaCall:
         if isinstance(ev, DtmfEvent):
             self.received.append(ev)
             self._dtmf_queue.put_nowait(ev)
-            log.info("call %s: DTMF %s by %s (%d ms)", self.call_id, ev.digit, ev.method, ev.duration_ms)
+            # per digit at DEBUG: at 100 digits a second a line each is a real cost; the gateway
+            # logs a call's digits when it ends
+            log.debug("call %s: DTMF %s by %s (%d ms)", self.call_id, ev.digit, ev.method, ev.duration_ms)
             if self.on_dtmf is not None:
                 self.on_dtmf(ev)
         elif isinstance(ev, DtmfStart):
