@@ -447,7 +447,7 @@ def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[
             burst_start = next((p[0] for p in between(t0 - 0.005, t0 + 0.1) if is_press_in(p)), None)
         for i, sent in rnd.sent.items():
             port, agent = phone_port.get(i), agent_rx.get(i)
-            t_in = next((p[0] for p in between(sent - 0.001, sent + 0.1) if is_press_in(p) and p[2] == port), None)
+            t_in = next((p[0] for p in between(sent - 0.001, sent + 0.5) if is_press_in(p) and p[2] == port), None)
             if t_in is None or agent is None:
                 continue
             t_out = next((p[0] for p in between(t_in, t_in + 0.1) if is_record(p) and p[3] == agent), None)
@@ -455,7 +455,7 @@ def server_residence(pcap: Path, rounds: list[Round]) -> dict[float, tuple[list[
                 up.append(t_out - (burst_start if burst_start is not None else t_in))
         for i, start in rnd.starts.items():
             port, agent = phone_port.get(i), agent_tx.get(i)
-            t_in = next((p[0] for p in between(start - 0.001, start + 0.1) if is_record(p) and p[2] == agent), None)
+            t_in = next((p[0] for p in between(start - 0.001, start + 0.5) if is_record(p) and p[2] == agent), None)
             if t_in is None or port is None:
                 continue
             t_out = next((p[0] for p in between(t_in, t_in + 0.3) if is_event_out(p) and p[3] == port), None)
