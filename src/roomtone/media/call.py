@@ -47,7 +47,8 @@ RFC 6086 ties INFO to the established invite dialog usage and many UAS refuse it
 
 Early media (inbound): ``answer_call(..., early=True)`` sends our answer in a 183 Session
 Progress and returns the call in early media (``state == "early"``): audio and RFC 4733 flow both
-ways, so prompts can play and digits be collected before the caller is billed.
+ways, and SIP INFO digits arrive in the early dialog (RFC 6086 allows INFO there), so prompts can
+play and digits be collected by any method before the caller is billed.
 :meth:`MediaCall.accept` then sends the 200 OK (same SDP). An INVITE without SDP is answered at
 once instead: an offer cannot go in an unreliable 183 (RFC 3261 §13.2.1). ``headers`` given to
 ``answer_call``/``accept`` go on the 200 OK.
