@@ -13,7 +13,30 @@ from tests.netns import (
     Netns,
     netns,  # noqa: F401  (fixture)
 )
-from tests.rtc.sdk_peers import Peer, exchange_all_tones, go_missing, received, start_server_under_test
+from tests.rtc.sdk_peers import (
+    Peer,
+    RoomServer,
+    exchange_all_tones,
+    go_missing,
+    received,
+    start_server_under_test,
+)
+
+
+def go_and_python(ns: Netns, server: RoomServer, room: str, go_identity: str) -> tuple[Peer, Peer]:
+    """A Go peer ``go_identity`` and a Python peer "py" in ``room``, connected and seeing each other."""
+    go = Peer(ns, "go", server.url, server.token(go_identity, room), label=go_identity, env=server.peer_env)
+    py = Peer(ns, "python", server.url, server.token("py", room), label="py", env=server.peer_env)
+    try:
+        go.wait_connected(60)
+        py.wait_connected(60)
+        go.wait_sees("py")
+        py.wait_sees(go_identity)
+    except BaseException:
+        go.close()
+        py.close()
+        raise
+    return go, py
 
 
 @pytest.mark.timeout(180)
@@ -30,14 +53,8 @@ def test_go_seed_call_on_the_default_lossy_channel_reaches_python(netns: Netns) 
     out on the SDK's default lossy channel: the server must relay lossy data too ("123#")."""
     assert go_missing() is None, go_missing()
     server = start_server_under_test(netns)
-    room = "interop-go-lossy"
-    go = Peer(netns, "go", server.url, server.token("go-seed", room), label="go-seed", env=server.peer_env)
-    py = Peer(netns, "python", server.url, server.token("py", room), label="py", env=server.peer_env)
+    go, py = go_and_python(netns, server, "interop-go-lossy", "go-seed")
     try:
-        go.wait_connected(60)
-        py.wait_connected(60)
-        go.wait_sees("py")
-        py.wait_sees("go-seed")
         tones = [(1, "1"), (2, "2"), (3, "3"), (11, "#")]
         go.send_dtmf(tones, lossy=True)
         # Lossy means unordered, no retransmission; on a loss-free veth all four must still arrive.
@@ -58,19 +75,13 @@ def test_idle_go_participant_stays_past_the_signal_idle_limit(netns: Netns) -> N
     import re
     import time
 
-    from tests.rtc.sdk_peers import API_KEY, API_SECRET, RoomServer
+    from tests.rtc.sdk_peers import API_KEY, API_SECRET
 
     assert go_missing() is None, go_missing()
     srv = netns.start_server(keys={API_KEY: API_SECRET}, config="rtc:\n  ping_interval: 1\n  ping_timeout: 2\n")
     server = RoomServer(srv.url, "roomtone", srv.log, srv.proc.pid)
-    room = "interop-go-idle"
-    go = Peer(netns, "go", server.url, server.token("go-idle", room), label="go-idle", env=server.peer_env)
-    py = Peer(netns, "python", server.url, server.token("py", room), label="py", env=server.peer_env)
+    go, py = go_and_python(netns, server, "interop-go-idle", "go-idle")
     try:
-        go.wait_connected(60)
-        py.wait_connected(60)
-        go.wait_sees("py")
-        py.wait_sees("go-idle")
         time.sleep(7)
         tones = [(5, "5"), (11, "#")]
         go.send_dtmf(tones)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +45,42 @@ async def listen(rooms: RoomManager, room: str, identity: str = "agent") -> List
     packets: list[models.DataPacket] = []
     p = await rooms.join(room, identity, endpoint=CallbackEndpoint(on_data=packets.append))
     return Listener(p, packets)
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[SipGateway]:
+    """A gateway on an ephemeral SIP port, RTP from a random 50-pair block of 26000-26998."""
+    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
+    rooms = RoomManager()
+    first = random.randrange(26000, 26900, 2)
+    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",),
+                                                         rtp_ports=(first, first + 98)))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+        await rooms.close()
+        telephony.close()
+
+
+@contextlib.asynccontextmanager
+async def api_server(gateway: SipGateway, key: str, secret: str) -> AsyncIterator[str]:
+    """The twirp API (RoomService, SIP) over ``gateway``'s rooms and store, on an ephemeral port;
+    yields its base URL."""
+    from aiohttp import web
+
+    from roomtone.api import install
+    from roomtone.rtc.tokens import TokenVerifier
+    from tests.api.conftest import start_server
+
+    app = web.Application()
+    install(app, verifier=TokenVerifier({key: secret}), rooms=gateway.rooms, telephony=gateway.telephony)
+    server = await start_server(app)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
 
 
 @pytest.fixture

@@ -21,13 +21,12 @@ from roomtone.telephony.outbound import plan_outbound_call
 from tests.phones.sipp import Sipp, header, sipp
 
 from .conftest import wait_for
-from .test_headers import (  # noqa: F401  (fixtures)
+from .test_headers import (  # noqa: F401  (the api_url fixture)
     KEY,
     SECRET,
     api_url,
     callee_scenario,
     caller_scenario,
-    gw,
     ringing_callee_scenario,
 )
 

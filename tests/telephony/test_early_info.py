@@ -20,7 +20,7 @@ from roomtone.telephony.gateway import SipGateway
 from tests.phones.sipp import CALLER_ACK, Sipp, caller_invite, caller_request
 
 from .conftest import Listener, wait_for
-from .test_early_media_inbound import gw, setup  # noqa: F401  (the fixture)
+from .test_early_media_inbound import setup
 
 pytestmark = pytest.mark.interop
 

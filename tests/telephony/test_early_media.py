@@ -11,8 +11,6 @@ the moment it arrived, and reads the SIP participant's published track.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +21,11 @@ from livekit.protocol import sip as sip_pb
 from roomtone.dtmf.rfc4733 import Sender, SenderConfig
 from roomtone.media.g711 import ulaw_encode
 from roomtone.media.rtp import RtpPacket
-from roomtone.rooms import CallbackEndpoint, RoomManager
+from roomtone.rooms import CallbackEndpoint
 from roomtone.rtc.media import subscribe
 from roomtone.telephony.audio import _mixes as audio_mixes
 from roomtone.telephony.errors import TelephonyError
-from roomtone.telephony.gateway import GatewayConfig, SipGateway
-from roomtone.telephony.service import Telephony
-from roomtone.telephony.store import SQLiteTelephonyStore
+from roomtone.telephony.gateway import SipGateway
 from tests.pcaps import Frame, write_pcap
 from tests.phones.sipp import OK_TO_LAST, PCMU_SDP, sipp
 
@@ -107,23 +103,6 @@ def tone_then_digits_pcap(path: Path, digits: str, *, tone_s: float = 1.6) -> fl
         k, ts, t = k + 1, ts + 160, round(t + 0.02, 6)
     write_pcap(path, [Frame(at, "127.0.0.1", 40000, "127.0.0.1", 40002, rtp) for at, rtp in packets])
     return packets[-1][0] - packets[0][0]
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SipGateway]:
-    """A gateway on an ephemeral SIP port with RTP in this file's range (26500-26698)."""
-    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
-    rooms = RoomManager()
-    first = random.randrange(26500, 26600, 2)
-    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",),
-                                                         rtp_ports=(first, first + 98)))
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
-        await rooms.close()
-        telephony.close()
 
 
 def peak_hz(samples: np.ndarray, rate: int) -> float:

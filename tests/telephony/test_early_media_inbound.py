@@ -21,31 +21,14 @@ from livekit.protocol import sip as sip_pb
 from roomtone.media.call import MediaCall, place_call
 from roomtone.media.engine import MediaEngine
 from roomtone.media.ports import PortAllocator
-from roomtone.rooms import CallbackEndpoint, RoomManager
+from roomtone.rooms import CallbackEndpoint
 from roomtone.sip.ua import CallFailed, UserAgent
-from roomtone.telephony.gateway import GatewayConfig, SipGateway
-from roomtone.telephony.service import Telephony
-from roomtone.telephony.store import SQLiteTelephonyStore
+from roomtone.telephony.gateway import SipGateway
 from tests.phones.sipp import CALLER_ACK, Sipp, caller_invite, caller_request
 
 from .conftest import wait_for
 
 EARLY = '{"roomtone": {"early_media": true}}'
-
-
-@pytest.fixture
-async def gw() -> AsyncIterator[SipGateway]:
-    """A gateway on an ephemeral SIP port with RTP in this file's range (26300-26398)."""
-    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
-    rooms = RoomManager()
-    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",), rtp_ports=(26300, 26398)))
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
-        await rooms.close()
-        telephony.close()
 
 
 @pytest.fixture

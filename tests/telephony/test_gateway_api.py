@@ -12,17 +12,13 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from livekit import api
 from livekit.api.twirp_client import TwirpError
 
-from roomtone.api import install
-from roomtone.rtc.tokens import TokenVerifier
 from roomtone.telephony.gateway import SipGateway
 from tests.phones.sipp import PCMU_SDP, sipp
 
-from ..api.conftest import start_server
-from .conftest import wait_for, watch
+from .conftest import api_server, wait_for, watch
 
 pytestmark = pytest.mark.interop
 
@@ -89,13 +85,8 @@ Content-Length: [len]
 
 @pytest.fixture
 async def api_url(gateway: SipGateway) -> AsyncIterator[str]:
-    app = web.Application()
-    install(app, verifier=TokenVerifier({KEY: SECRET}), rooms=gateway.rooms, telephony=gateway.telephony)
-    server = await start_server(app)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
+    async with api_server(gateway, KEY, SECRET) as url:
+        yield url
 
 
 async def cli(*args: str) -> tuple[int, str, str]:

@@ -8,26 +8,18 @@ room manager (the participant's attributes) and through livekit-api.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from html import escape
 
 import pytest
-from aiohttp import web
 from livekit import api
 from livekit.api.twirp_client import TwirpError
 from livekit.protocol import sip as sip_pb
 
-from roomtone.api import install
-from roomtone.rooms import RoomManager
-from roomtone.rtc.tokens import TokenVerifier
-from roomtone.telephony.gateway import GatewayConfig, SipGateway
-from roomtone.telephony.service import Telephony
-from roomtone.telephony.store import SQLiteTelephonyStore
+from roomtone.telephony.gateway import SipGateway
 from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, caller_invite, sipp
 
-from ..api.conftest import start_server
-from .conftest import wait_for
+from .conftest import api_server, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -125,31 +117,9 @@ def caller_scenario(*, invite_headers: str, ok_present: list[str], bye_present: 
 
 
 @pytest.fixture
-async def gw() -> AsyncIterator[SipGateway]:
-    """A gateway on an ephemeral SIP port with RTP in this file's range (26700-26998)."""
-    telephony = Telephony(SQLiteTelephonyStore(":memory:"))
-    rooms = RoomManager()
-    first = random.randrange(26700, 26900, 2)
-    gateway = SipGateway(telephony, rooms, GatewayConfig(sip_port=0, transports=("UDP",),
-                                                         rtp_ports=(first, first + 98)))
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
-        await rooms.close()
-        telephony.close()
-
-
-@pytest.fixture
 async def api_url(gw: SipGateway) -> AsyncIterator[str]:
-    app = web.Application()
-    install(app, verifier=TokenVerifier({KEY: SECRET}), rooms=gw.rooms, telephony=gw.telephony)
-    server = await start_server(app)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
+    async with api_server(gw, KEY, SECRET) as url:
+        yield url
 
 
 async def test_outbound_headers_on_invite_200_ok_to_attributes_and_attributes_on_bye(
