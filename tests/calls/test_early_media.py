@@ -20,7 +20,7 @@ from roomtone.media.ports import PortAllocator
 from roomtone.sip import sdp as sdp_mod
 from roomtone.sip.ua import Call, CallState, UserAgent
 from tests.pcaps import inband_pcap, rfc4733_pcap
-from tests.phones.sipp import OK_TO_LAST, sipp
+from tests.phones.sipp import OK_TO_LAST, callee_response, sipp
 
 pytestmark = pytest.mark.interop
 
@@ -37,24 +37,6 @@ a=sendrecv
 """
 
 
-def _response(status: str, tag: str, body: str, retrans: bool = False) -> str:
-    ctype = "Content-Type: application/sdp\n" if body else ""
-    attr = ' retrans="500"' if retrans else ""
-    return f"""  <send{attr}><![CDATA[
-SIP/2.0 {status}
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag{tag}[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
-{ctype}Content-Length: [len]
-
-{body}]]></send>
-"""
-
-
 def early_media_uas(*, pcap: str | None = None, early_ms: int = 1000, final: str = "same") -> str:
     """183 with SDP (PCMU on [media_port]), optional pcap, pause, then the 200:
     ``same`` answer, ``none`` (no SDP, same To-tag), or ``fork`` (another To-tag, PCMA, port+2)."""
@@ -68,9 +50,9 @@ def early_media_uas(*, pcap: str | None = None, early_ms: int = 1000, final: str
     play = f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n' if pcap else ""
     return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="early media uas">\n'
             '  <recv request="INVITE" crlf="true"/>\n'
-            + _response("183 Session Progress", "01", early_sdp) + play
+            + callee_response("183 Session Progress", body=early_sdp) + play
             + f'  <pause milliseconds="{early_ms}"/>\n'
-            + _response("200 OK", tag, body, retrans=True)
+            + callee_response("200 OK", body=body, retrans=True, tag=tag)
             + '  <recv request="ACK" crlf="true"/>\n  <recv request="BYE"/>\n'
             + OK_TO_LAST + """  <timewait milliseconds="300"/>
 </scenario>

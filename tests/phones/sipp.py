@@ -91,6 +91,29 @@ Content-Length: 0
 ]]></send>
 """
 
+def callee_response(status: str, *, headers: str = "", body: str = "", retrans: bool = False,
+                    tag: str = "01") -> str:
+    """A SIPp ``<send>`` answering the INVITE just received, as the callee of an inline scenario
+    (To tag ``[pid]SIPpTag<tag>[call_number]``: another ``tag`` is another fork; Contact, Allow).
+    ``headers``: extra lines, each ending in a newline; ``body``: an SDP (Content-Type added);
+    ``retrans``: until acknowledged."""
+    ctype = "Content-Type: application/sdp\n" if body else ""
+    attr = ' retrans="500"' if retrans else ""
+    return f"""  <send{attr}><![CDATA[
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag{tag}[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
+{headers}{ctype}Content-Length: [len]
+
+{body}]]></send>
+"""
+
+
 #: the From user of the inline caller scenarios (``sip:15550123@[local_ip]``, tag ``[pid]SIPpTag00[call_number]``)
 CALLER = "15550123"
 

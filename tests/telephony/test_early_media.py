@@ -27,7 +27,7 @@ from roomtone.telephony.audio import _mixes as audio_mixes
 from roomtone.telephony.errors import TelephonyError
 from roomtone.telephony.gateway import SipGateway
 from tests.pcaps import Frame, write_pcap
-from tests.phones.sipp import OK_TO_LAST, PCMU_SDP, sipp
+from tests.phones.sipp import OK_TO_LAST, PCMU_SDP, callee_response, sipp
 
 from .conftest import wait_for
 
@@ -38,24 +38,6 @@ TONE_HZ = 700
 _SDP = PCMU_SDP
 
 
-def _response(status: str, body: str = "", retrans: bool = False) -> str:
-    ctype = "Content-Type: application/sdp\n" if body else ""
-    attr = ' retrans="500"' if retrans else ""
-    return f"""  <send{attr}><![CDATA[
-SIP/2.0 {status}
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
-{ctype}Content-Length: [len]
-
-{body}]]></send>
-"""
-
-
 _BYE_OK = '  <recv request="BYE"/>\n' + OK_TO_LAST
 
 
@@ -63,13 +45,13 @@ def ivr_callee(pcap: str, early_ms: int, *, final: str = "200") -> str:
     """183 with SDP, the pcap as early media for ``early_ms``, then ``200`` (answer; waits for
     our BYE) or ``486`` (refuses after the announcement)."""
     head = ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="early media callee">\n'
-            '  <recv request="INVITE"/>\n' + _response("183 Session Progress", _SDP)
+            '  <recv request="INVITE"/>\n' + callee_response("183 Session Progress", body=_SDP)
             + f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
             + f'  <pause milliseconds="{early_ms}"/>\n')
     if final == "200":
-        tail = _response("200 OK", _SDP, retrans=True) + '  <recv request="ACK"/>\n' + _BYE_OK
+        tail = callee_response("200 OK", body=_SDP, retrans=True) + '  <recv request="ACK"/>\n' + _BYE_OK
     else:
-        tail = _response("486 Busy Here", retrans=True) + '  <recv request="ACK"/>\n'
+        tail = callee_response("486 Busy Here", retrans=True) + '  <recv request="ACK"/>\n'
     return head + tail + '  <timewait milliseconds="300"/>\n</scenario>\n'
 
 

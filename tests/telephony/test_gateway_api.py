@@ -16,7 +16,7 @@ from livekit import api
 from livekit.api.twirp_client import TwirpError
 
 from roomtone.telephony.gateway import SipGateway
-from tests.phones.sipp import PCMU_SDP, sipp
+from tests.phones.sipp import PCMU_SDP, callee_response, sipp
 
 from .conftest import api_server, wait_for, watch
 
@@ -54,20 +54,7 @@ PROVIDER = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
   <label id="10"/>
   <send><![CDATA[
 {_REPLY.format(status="180 Ringing", extra="Contact: <sip:sipp@[local_ip]:[local_port]>" + chr(10))}]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
-Content-Type: application/sdp
-Content-Length: [len]
-
-{_SDP}]]></send>
-  <recv request="ACK"/>
+{callee_response("200 OK", body=_SDP, retrans=True)}  <recv request="ACK"/>
   <label id="20"/>
   <recv request="INFO" optional="true" next="30"/>
   <recv request="BYE" next="40"/>

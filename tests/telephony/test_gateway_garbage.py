@@ -14,7 +14,7 @@ from livekit.protocol import sip as sip_pb
 
 from roomtone.telephony.gateway import SipGateway
 from tests.phones.pjsua import pjsua_phone
-from tests.phones.sipp import run_sipp
+from tests.phones.sipp import PCMU_SDP, run_sipp
 
 from .conftest import listen, wait_for
 
@@ -55,17 +55,6 @@ Content-Length: 0
 </scenario>
 """
 
-_SDP = """v=0
-o=sipp 1 1 IN IP4 [local_ip]
-s=sipp
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-"""
-
 
 def _info(cseq: int, body: str, expect: int) -> str:
     return f"""  <send retrans="500"><![CDATA[
@@ -86,7 +75,7 @@ INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 {_HEAD.format(to_tag="", cseq="1 INVITE")}Content-Type: application/sdp
 Content-Length: [len]
 
-{_SDP}]]></send>
+{PCMU_SDP}]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rrs="true"/>

@@ -17,7 +17,7 @@ from livekit.api.twirp_client import TwirpError
 from livekit.protocol import sip as sip_pb
 
 from roomtone.telephony.gateway import SipGateway
-from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, caller_invite, sipp
+from tests.phones.sipp import CALLER_ACK, PCMU_SDP, Sipp, callee_response, caller_invite, sipp
 
 from .conftest import api_server, wait_for
 
@@ -68,20 +68,7 @@ def callee_scenario(*, invite_present: list[str], invite_absent: list[str], ok_h
 <scenario name="callee checking headers">
   <recv request="INVITE">
 {_checks(invite_present, invite_absent)}  </recv>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO
-{ok_headers}Content-Type: application/sdp
-Content-Length: [len]
-
-{_SDP}]]></send>
-  <recv request="ACK"/>
+{callee_response("200 OK", headers=ok_headers, body=_SDP, retrans=True)}  <recv request="ACK"/>
   <recv request="BYE">
 {_checks(bye_present)}  </recv>
   <send><![CDATA[
@@ -260,18 +247,7 @@ def ringing_callee_scenario(cancel_present: list[str]) -> str:
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="callee checking the CANCEL">
   <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:sipp@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-  <recv request="CANCEL">
+{callee_response("180 Ringing")}  <recv request="CANCEL">
 {_checks(cancel_present)}  </recv>
   <send><![CDATA[
 {_ok()}]]></send>
