@@ -35,7 +35,12 @@ def _free(port: int, kinds: Iterable[int]) -> bool:
     return True
 
 
-_claimed: set[int] = set()
+#: how long a handed-out port stays reserved for the harness that asked for it, bound or not.
+#: After that only the port's real state counts: a whole CI run claims more spans than the
+#: ranges hold (it ran out once at 1,044 tests), and a port its harness let go is free again.
+CLAIM_SECONDS = 120.0
+
+_claimed: dict[int, float] = {}  # port -> when it was handed out (time.monotonic)
 _claim_lock = threading.Lock()
 
 
@@ -43,19 +48,20 @@ def free_port(span: int = 1, udp: bool = True, tcp: bool = True, rtp: bool = Fal
     """A port ``p`` such that ``p .. p+span-1`` are free on loopback (UDP and/or TCP).
 
     Picked at random from :data:`PORT_RANGE` (:data:`RTP_RANGE` if ``rtp``) so concurrent suites
-    rarely meet; never handed out
-    twice in one test process. There is a small race with unrelated processes, which is why
-    harnesses also report bind failures clearly.
+    rarely meet; not handed out again in this test process for :data:`CLAIM_SECONDS` (a harness
+    may bind its ports a little after asking). There is a small race with unrelated processes,
+    which is why harnesses also report bind failures clearly.
     """
     kinds = [k for k, on in ((socket.SOCK_DGRAM, udp), (socket.SOCK_STREAM, tcp)) if on]
     lo, hi = RTP_RANGE if rtp else PORT_RANGE
     for _ in range(500):
         p = random.randrange(lo, hi - span + 1)
         with _claim_lock:
-            if any(q in _claimed for q in range(p, p + span)):
+            now = time.monotonic()
+            if any(now - _claimed.get(q, -CLAIM_SECONDS) < CLAIM_SECONDS for q in range(p, p + span)):
                 continue
             if all(_free(q, kinds) for q in range(p, p + span)):
-                _claimed.update(range(p, p + span))
+                _claimed.update(dict.fromkeys(range(p, p + span), now))
                 return p
     raise PhoneError(f"no free port span of {span} in {(lo, hi)}")
 
